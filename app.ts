@@ -1,0 +1,57 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
+import type { Config } from './lib/config.js'
+import { lifecyclePlugin, reapConnectionsPlugin } from './plugins/lifecycle.js'
+import configPlugin from './plugins/config.js'
+import errorsPlugin from './plugins/errors.js'
+import sessionsPlugin from './plugins/sessions.js'
+import healthRoutes from './routes/health.js'
+import loginRoute from './routes/api/login.js'
+import rpcRoute from './routes/api/rpc.js'
+import sessionRoutes from './routes/api/session.js'
+import xmlRoutes from './routes/api/xml.js'
+
+export interface AppOptions {
+  config: Config
+}
+
+/** Fastify server options that depend on the configuration (server.ts and tests share them). */
+export function serverOptions (config: Config): FastifyServerOptions {
+  return {
+    bodyLimit: config.bodyLimit,
+    trustProxy: config.trustProxy ?? false,
+    // Slow clients may not hold a connection forever (Fastify's requestTimeout is 0 by default);
+    // the time the legacy server takes to answer is bounded separately by LEGACY_TIMEOUT_MS.
+    requestTimeout: 30_000,
+    keepAliveTimeout: 72_000,
+    // We answer 503 SHUTTING_DOWN in the contract's shape ourselves.
+    return503OnClosing: false,
+    ajv: {
+      // Bodies are taken as sent: "123" is not a number and 5 is not [5].
+      customOptions: { coerceTypes: false, removeAdditional: false }
+    }
+  }
+}
+
+/** The whole gateway as one plugin. It never listens: server.ts does, tests use inject or port 0. */
+async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
+  await fastify.register(configPlugin, { config: opts.config })
+  await fastify.register(errorsPlugin)
+
+  // Fastify parses text/plain out of the box; a cross-site form can send text/plain without a
+  // preflight, so state-changing routes accept JSON only (415 for anything else).
+  fastify.removeContentTypeParser('text/plain')
+
+  await fastify.register(lifecyclePlugin)
+  await fastify.register(sessionsPlugin)
+  await fastify.register(healthRoutes)
+  await fastify.register(loginRoute)
+  await fastify.register(rpcRoute)
+  await fastify.register(sessionRoutes)
+  await fastify.register(xmlRoutes)
+  // Last, so that its preClose runs after sessions are logged out and WebSockets closed.
+  await fastify.register(reapConnectionsPlugin)
+}
+
+// Not encapsulated: tests and server.ts see its decorators (sessions, config, …).
+export default fp(app, { name: 'legacy-gateway', fastify: '5.x' })

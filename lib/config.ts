@@ -1,0 +1,196 @@
+import envSchema from 'env-schema'
+import { Type, type Static } from 'typebox'
+import type { FastifyServerOptions } from 'fastify'
+import { normalizeCharset } from './charset.js'
+
+// Every variable of CONTRACT §2, plus a few operational knobs of our own (documented in
+// .env.example and docs/OPERATIONS.md). Integers are coerced by env-schema's Ajv.
+const Int = (def: number, min = 0, max = 2 ** 31 - 1) => Type.Integer({ default: def, minimum: min, maximum: max })
+
+const EnvSchema = Type.Object({
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
+  PORT: Int(3000, 0, 65535),
+  LEGACY_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s/?#]+', description: 'http(s) URL' })),
+  LEGACY_CHARSET: Type.String({ default: 'utf-8', minLength: 1 }),
+  LEGACY_TIMEOUT_MS: Int(30000, 1),
+  LEGACY_LOGIN_METHOD: Type.String({ default: 'login', pattern: '^[A-Za-z0-9_.:/-]{1,128}$' }),
+  LEGACY_LOGOUT_METHOD: Type.String({ default: 'logout', pattern: '^[A-Za-z0-9_.:/-]{1,128}$' }),
+  LEGACY_HEARTBEAT_METHOD: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.:/-]{1,128}$' })),
+  LEGACY_HEARTBEAT_MS: Int(0),
+  LEGACY_CONNECT_TIMEOUT_MS: Int(5000, 1),
+  SESSION_IDLE_MS: Int(1800000, 1),
+  MAX_SESSIONS: Int(10000, 1),
+  SESSION_QUEUE_MAX: Int(256, 0),
+  LOGIN_RATE_LIMIT: Int(20),
+  ALARM_URL: Type.Optional(Type.String({ pattern: '^udp://[^\\s/?#]+:[0-9]{1,5}/?$', description: 'udp://host:port' })),
+  ALARM_SUBSCRIBE: Type.String({ default: 'SUBSCRIBE', minLength: 1 }),
+  ALARM_UNSUBSCRIBE: Type.String({ default: 'UNSUBSCRIBE', minLength: 1 }),
+  ALARM_RESUBSCRIBE_MS: Int(30000, 10),
+  ALARM_BUFFER: Int(1000, 1, 10_000_000),
+  ALLOWED_ORIGINS: Type.Optional(Type.String()),
+  TRUST_PROXY: Type.Optional(Type.String()),
+  COOKIE_SECURE: Type.Optional(Type.Boolean()),
+  LOG_LEVEL: Type.Union([
+    Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),
+    Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')
+  ], { default: 'info' }),
+  BODY_LIMIT: Int(1048576, 1024),
+  UPSTREAM_MAX_RESPONSE_BYTES: Int(16777216, 1024),
+  SHUTDOWN_TIMEOUT_MS: Int(10000, 0),
+  INSTANCE_NAME: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }))
+})
+
+type Env = Static<typeof EnvSchema>
+
+export interface AlarmEndpoint { host: string, port: number }
+
+export interface Config {
+  host: string
+  port: number
+  /** The legacy XML-RPC endpoint; undefined means demo mode (server.ts starts the simulator). */
+  legacyUrl: URL | undefined
+  legacyCharset: string
+  legacyTimeoutMs: number
+  legacyConnectTimeoutMs: number
+  legacyLoginMethod: string
+  legacyLogoutMethod: string
+  legacyHeartbeatMethod: string | undefined
+  legacyHeartbeatMs: number
+  upstreamMaxResponseBytes: number
+  sessionIdleMs: number
+  maxSessions: number
+  sessionQueueMax: number
+  loginRateLimit: number
+  alarmUrl: AlarmEndpoint | undefined
+  alarmSubscribe: string
+  alarmUnsubscribe: string
+  alarmResubscribeMs: number
+  alarmBuffer: number
+  /** undefined: same origin only. */
+  allowedOrigins: string[] | undefined
+  trustProxy: FastifyServerOptions['trustProxy']
+  cookieSecure: boolean
+  logLevel: string
+  bodyLimit: number
+  shutdownTimeoutMs: number
+  instanceName: string | undefined
+  demo: boolean
+}
+
+/** Thrown for a bad configuration value; `message` is the one line an operator sees. */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+function describe (env: Record<string, unknown>, variable: string, problem: string): string {
+  const raw = env[variable]
+  return `invalid configuration: ${variable} ${problem}` + (raw === undefined ? '' : ` (got ${JSON.stringify(raw)})`)
+}
+
+function parseTrustProxy (value: string | undefined): FastifyServerOptions['trustProxy'] {
+  if (value === undefined || value === '') return undefined
+  if (value === 'true') return true
+  if (value === 'false') return false
+  // A hop count is valid for Fastify (proxy-addr) though its type does not say so.
+  if (/^\d+$/.test(value)) return Number(value) as unknown as string
+  return value.split(',').map(s => s.trim()).filter(Boolean)
+}
+
+function parseAlarmUrl (value: string): AlarmEndpoint {
+  const url = new URL(value)
+  const host = url.hostname.replace(/^\[|\]$/g, '')
+  const port = Number(url.port)
+  if (!host || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error('bad host or port')
+  return { host, port }
+}
+
+function parseOrigins (value: string | undefined): string[] | undefined {
+  if (value === undefined || value.trim() === '') return undefined
+  return value.split(',').map(s => s.trim()).filter(Boolean).map(o => o === '*' ? o : new URL(o).origin)
+}
+
+/**
+ * Reads and validates the configuration once. Throws ConfigError naming the first bad
+ * variable; server.ts prints it as one line and exits 1.
+ */
+export function loadConfig (source: NodeJS.ProcessEnv | Record<string, string | undefined> = process.env): Config {
+  // Empty strings are "unset" for optional variables (a common shell idiom: FOO= npm start).
+  const data: Record<string, string> = {}
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const value = source[key]
+    if (value !== undefined && value !== '') data[key] = value
+  }
+  let env: Env
+  try {
+    env = envSchema<Env>({ schema: EnvSchema, data, env: false, dotenv: false })
+  } catch (err) {
+    const first = (err as { errors?: Array<{ instancePath?: string, message?: string, params?: Record<string, unknown> }> }).errors?.[0]
+    const variable = first?.instancePath?.replace(/^\//, '') ?? ''
+    if (first && variable) {
+      throw new ConfigError(describe(data, variable, first.message ?? 'is invalid'), { cause: err })
+    }
+    throw new ConfigError(`invalid configuration: ${(err as Error).message}`, { cause: err })
+  }
+
+  let legacyUrl: URL | undefined
+  if (env.LEGACY_URL !== undefined) {
+    try {
+      legacyUrl = new URL(env.LEGACY_URL)
+    } catch (err) {
+      throw new ConfigError(describe(data, 'LEGACY_URL', 'must be an http:// or https:// URL'), { cause: err })
+    }
+  }
+  let alarmUrl: AlarmEndpoint | undefined
+  if (env.ALARM_URL !== undefined) {
+    try {
+      alarmUrl = parseAlarmUrl(env.ALARM_URL)
+    } catch (err) {
+      throw new ConfigError(describe(data, 'ALARM_URL', 'must be udp://host:port'), { cause: err })
+    }
+  }
+  let allowedOrigins: string[] | undefined
+  try {
+    allowedOrigins = parseOrigins(env.ALLOWED_ORIGINS)
+  } catch (err) {
+    throw new ConfigError(describe(data, 'ALLOWED_ORIGINS', 'must be a comma-separated list of origins like https://app.example.com'), { cause: err })
+  }
+  const charset = normalizeCharset(env.LEGACY_CHARSET)
+  if (charset === undefined) {
+    throw new ConfigError(describe(data, 'LEGACY_CHARSET', 'is not a known charset (utf-8, gbk, gb18030, big5, …)'))
+  }
+  if (env.LEGACY_HEARTBEAT_MS > 0 && env.LEGACY_HEARTBEAT_METHOD === undefined) {
+    throw new ConfigError(describe(data, 'LEGACY_HEARTBEAT_METHOD', 'must be set when LEGACY_HEARTBEAT_MS is above 0'))
+  }
+
+  const demo = legacyUrl === undefined
+  return {
+    host: env.HOST,
+    port: env.PORT,
+    legacyUrl,
+    legacyCharset: charset,
+    legacyTimeoutMs: env.LEGACY_TIMEOUT_MS,
+    legacyConnectTimeoutMs: env.LEGACY_CONNECT_TIMEOUT_MS,
+    legacyLoginMethod: env.LEGACY_LOGIN_METHOD,
+    legacyLogoutMethod: env.LEGACY_LOGOUT_METHOD,
+    legacyHeartbeatMethod: env.LEGACY_HEARTBEAT_METHOD,
+    legacyHeartbeatMs: env.LEGACY_HEARTBEAT_MS,
+    upstreamMaxResponseBytes: env.UPSTREAM_MAX_RESPONSE_BYTES,
+    sessionIdleMs: env.SESSION_IDLE_MS,
+    maxSessions: env.MAX_SESSIONS,
+    sessionQueueMax: env.SESSION_QUEUE_MAX,
+    loginRateLimit: env.LOGIN_RATE_LIMIT,
+    alarmUrl,
+    alarmSubscribe: env.ALARM_SUBSCRIBE,
+    alarmUnsubscribe: env.ALARM_UNSUBSCRIBE,
+    alarmResubscribeMs: env.ALARM_RESUBSCRIBE_MS,
+    alarmBuffer: env.ALARM_BUFFER,
+    allowedOrigins,
+    trustProxy: parseTrustProxy(env.TRUST_PROXY),
+    cookieSecure: env.COOKIE_SECURE ?? !demo,
+    logLevel: env.LOG_LEVEL,
+    bodyLimit: env.BODY_LIMIT,
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    instanceName: env.INSTANCE_NAME,
+    demo
+  }
+}

@@ -1,0 +1,309 @@
+import { EventEmitter } from 'node:events'
+import { randomBytes } from 'node:crypto'
+import { PinnedUpstream, UpstreamError, type PinnedRequest, type PinnedResponse } from './pinned-upstream.js'
+import { encodeCall, decodeResponse, XmlRpcParseError, type JsonValue } from './xmlrpc.js'
+import { decodeXml, encodeText } from './charset.js'
+import {
+  BadRequest, BadUpstreamResponse, LoginFailed, SessionBusy, SessionLost, TooManySessions,
+  UpstreamTimeout, UpstreamUnavailable, ShuttingDown, rpcFault
+} from './errors.js'
+
+/**
+ * Why a session ended. `lost` and `timeout` come from the pinned socket; `expired` from idleness;
+ * `logout` from the browser; `replaced` from a new login in the same browser; `shutdown` from
+ * the gateway stopping.
+ */
+export type EndReason = 'lost' | 'timeout' | 'expired' | 'logout' | 'replaced' | 'shutdown'
+
+/** What the browser is told on its WebSocket (CONTRACT §4): lost, expired or logout. */
+export function noticeFor (reason: EndReason): 'lost' | 'expired' | 'logout' {
+  if (reason === 'expired') return 'expired'
+  if (reason === 'logout' || reason === 'replaced') return 'logout'
+  return 'lost'
+}
+
+export interface Session {
+  readonly id: string
+  readonly user: string
+  readonly createdAt: number
+  lastActivityAt: number
+  readonly upstream: PinnedUpstream
+  /** Open alarm WebSockets: a session with one is never idle. */
+  websockets: number
+  ended: EndReason | undefined
+}
+
+export interface SessionStoreOptions {
+  legacyUrl: URL
+  charset: string
+  timeoutMs: number
+  connectTimeoutMs: number
+  queueMax: number
+  maxResponseBytes: number
+  maxSessions: number
+  idleMs: number
+  loginMethod: string
+  logoutMethod: string
+  heartbeatMethod?: string | undefined
+  heartbeatMs?: number
+  logger?: { info: (obj: object, msg: string) => void, warn: (obj: object, msg: string) => void }
+}
+
+interface Tombstone { reason: EndReason, at: number }
+
+const TOMBSTONE_TTL_MS = 60 * 60 * 1000
+const noopLogger = { info () {}, warn () {} }
+
+export class SessionStore extends EventEmitter<{ end: [session: Session, reason: EndReason] }> {
+  private readonly sessions = new Map<string, Session>()
+  // Ended sessions are remembered for a while so that their cookie gets SESSION_LOST ("log in
+  // again") rather than UNAUTHENTICATED. Bounded by count and age.
+  private readonly tombstones = new Map<string, Tombstone>()
+  private loginsInFlight = 0
+  private draining = false
+  private readonly opts: Required<Omit<SessionStoreOptions, 'heartbeatMethod' | 'logger'>> & Pick<SessionStoreOptions, 'heartbeatMethod'>
+  private readonly log: NonNullable<SessionStoreOptions['logger']>
+  private readonly rpcPath: string
+  private readonly xmlDeclaration: { encoding?: string }
+  private readonly sweepTimer: NodeJS.Timeout
+  private readonly heartbeatTimer: NodeJS.Timeout | undefined
+  private heartbeatRunning = false
+
+  constructor (opts: SessionStoreOptions) {
+    super()
+    this.opts = { heartbeatMs: 0, ...opts }
+    this.log = opts.logger ?? noopLogger
+    this.rpcPath = opts.legacyUrl.pathname + opts.legacyUrl.search
+    this.xmlDeclaration = opts.charset === 'utf-8' ? {} : { encoding: opts.charset.toUpperCase() }
+    const sweepMs = Math.min(Math.max(Math.floor(opts.idleMs / 4), 50), 30_000)
+    this.sweepTimer = setInterval(() => this.sweep(), sweepMs).unref()
+    if (opts.heartbeatMethod !== undefined && (opts.heartbeatMs ?? 0) > 0) {
+      const every = Math.max(Math.floor((opts.heartbeatMs ?? 0) / 2), 10)
+      this.heartbeatTimer = setInterval(() => { this.heartbeat().catch(() => {}) }, every).unref()
+    }
+  }
+
+  get size (): number {
+    return this.sessions.size
+  }
+
+  get (id: string): Session | undefined {
+    return this.sessions.get(id)
+  }
+
+  /** The reason a recently ended session ended, if its id is still remembered. */
+  endedReason (id: string): EndReason | undefined {
+    return this.tombstones.get(id)?.reason
+  }
+
+  all (): IterableIterator<Session> {
+    return this.sessions.values()
+  }
+
+  touch (session: Session): void {
+    session.lastActivityAt = Date.now()
+  }
+
+  /** Opens a dedicated connection, logs in on it, and only then creates the session. */
+  async login (username: string, password: string): Promise<{ session: Session, result: JsonValue }> {
+    if (this.draining) throw new ShuttingDown()
+    if (this.sessions.size + this.loginsInFlight >= this.opts.maxSessions) {
+      throw new TooManySessions(this.opts.maxSessions)
+    }
+    this.loginsInFlight++
+    const upstream = new PinnedUpstream(this.opts.legacyUrl, {
+      queueMax: this.opts.queueMax,
+      timeoutMs: this.opts.timeoutMs,
+      connectTimeoutMs: this.opts.connectTimeoutMs,
+      maxResponseBytes: this.opts.maxResponseBytes
+    })
+    let result: JsonValue
+    try {
+      result = await this.rpc(upstream, this.opts.loginMethod, [username, password])
+    } catch (err) {
+      await upstream.destroy()
+      const code = (err as { code?: string }).code
+      if (code === 'RPC_FAULT') throw new LoginFailed((err as Error).message, { cause: err })
+      if (code === 'UPSTREAM_TIMEOUT' || code === 'BAD_UPSTREAM_RESPONSE' || code === 'BAD_REQUEST') throw err
+      // Refused, reset or closed before answering: the legacy server is not usable right now.
+      throw new UpstreamUnavailable((err as Error).message, { cause: err })
+    } finally {
+      this.loginsInFlight--
+    }
+    if (this.draining) {
+      await upstream.destroy()
+      throw new ShuttingDown()
+    }
+    const now = Date.now()
+    const session: Session = {
+      id: randomBytes(32).toString('base64url'),
+      user: username,
+      createdAt: now,
+      lastActivityAt: now,
+      upstream,
+      websockets: 0,
+      ended: undefined
+    }
+    this.sessions.set(session.id, session)
+    upstream.once('lost', (kind, cause) => {
+      this.log.warn({ user: session.user, kind, err: cause?.message }, 'pinned legacy connection lost')
+      this.end(session, kind === 'timeout' ? 'timeout' : 'lost')
+    })
+    this.log.info({ user: session.user, localPort: upstream.localPort }, 'session opened')
+    return { session, result }
+  }
+
+  /** Calls an XML-RPC method on the session's pinned socket. Throws the contract's errors. */
+  async call (session: Session, method: string, params: readonly unknown[]): Promise<JsonValue> {
+    this.assertUsable(session)
+    return await this.rpc(session.upstream, method, params)
+  }
+
+  /** Sends any HTTP request on the session's pinned socket (the /api/xml/* proxy). */
+  async request (session: Session, req: PinnedRequest): Promise<PinnedResponse> {
+    this.assertUsable(session)
+    try {
+      return await session.upstream.request(req)
+    } catch (err) {
+      throw this.httpError(err)
+    }
+  }
+
+  /** Ends a session: best-effort logout on the legacy side, then the socket is closed. */
+  async logout (session: Session, reason: EndReason = 'logout'): Promise<void> {
+    if (session.ended !== undefined) return
+    const upstream = session.upstream
+    this.end(session, reason)
+    if (upstream.connected) {
+      try {
+        await this.rpc(upstream, this.opts.logoutMethod, [])
+      } catch (err) {
+        this.log.warn({ user: session.user, err: (err as Error).message }, 'legacy logout failed')
+      }
+    }
+    await upstream.close()
+  }
+
+  /** Stops new logins and logs every session out (shutdown). */
+  async drain (): Promise<void> {
+    this.draining = true
+    await Promise.allSettled([...this.sessions.values()].map(s => this.logout(s, 'shutdown')))
+  }
+
+  /** Last resort at close: stops timers and destroys whatever is still open. */
+  async close (): Promise<void> {
+    this.draining = true
+    clearInterval(this.sweepTimer)
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
+    const open = [...this.sessions.values()]
+    for (const s of open) this.end(s, 'shutdown')
+    await Promise.allSettled(open.map(s => s.upstream.destroy()))
+    this.tombstones.clear()
+  }
+
+  private end (session: Session, reason: EndReason): void {
+    if (session.ended !== undefined) return
+    session.ended = reason
+    this.sessions.delete(session.id)
+    if (reason !== 'logout' && reason !== 'replaced') {
+      this.tombstones.set(session.id, { reason, at: Date.now() })
+      if (this.tombstones.size > this.opts.maxSessions) {
+        const oldest = this.tombstones.keys().next().value
+        if (oldest !== undefined) this.tombstones.delete(oldest)
+      }
+    }
+    if (reason === 'lost' || reason === 'timeout') void session.upstream.destroy()
+    this.log.info({ user: session.user, reason }, 'session ended')
+    this.emit('end', session, reason)
+  }
+
+  private assertUsable (session: Session): void {
+    if (session.ended !== undefined) throw new SessionLost(describeEnd(session.ended))
+  }
+
+  private async rpc (upstream: PinnedUpstream, method: string, params: readonly unknown[]): Promise<JsonValue> {
+    let body: Buffer
+    try {
+      body = encodeText(encodeCall(method, params, this.xmlDeclaration), this.opts.charset)
+    } catch (err) {
+      throw new BadRequest(`params cannot be sent as XML-RPC: ${(err as Error).message}`, { cause: err })
+    }
+    let res: PinnedResponse
+    try {
+      res = await upstream.request({ method: 'POST', path: this.rpcPath, headers: { 'content-type': 'text/xml' }, body })
+    } catch (err) {
+      throw this.httpError(err)
+    }
+    if (res.statusCode !== 200) {
+      throw new BadUpstreamResponse(`HTTP ${res.statusCode} instead of 200`)
+    }
+    const contentType = res.headers['content-type']
+    const text = decodeXml(res.body, typeof contentType === 'string' ? contentType : undefined, this.opts.charset)
+    let decoded
+    try {
+      decoded = decodeResponse(text, { maxBytes: this.opts.maxResponseBytes })
+    } catch (err) {
+      if (err instanceof XmlRpcParseError) {
+        throw new BadUpstreamResponse(`${err.reason} XML-RPC (${err.message})`, { cause: err })
+      }
+      throw err
+    }
+    if (decoded.fault) throw rpcFault(decoded.faultCode, decoded.faultString)
+    return decoded.value
+  }
+
+  private httpError (err: unknown): Error {
+    if (!(err instanceof UpstreamError)) return err as Error
+    switch (err.kind) {
+      case 'busy': return new SessionBusy(this.opts.queueMax, { cause: err })
+      case 'timeout': return new UpstreamTimeout(this.opts.timeoutMs, { cause: err })
+      case 'too-large': return new BadUpstreamResponse(err.message, { cause: err })
+      case 'unavailable': return new UpstreamUnavailable(err.message, { cause: err })
+      case 'lost': return new SessionLost('the connection to the legacy server closed', { cause: err })
+    }
+  }
+
+  private sweep (): void {
+    const now = Date.now()
+    for (const s of this.sessions.values()) {
+      if (s.websockets === 0 && s.upstream.pending === 0 && now - s.lastActivityAt >= this.opts.idleMs) {
+        this.logout(s, 'expired').catch(() => {})
+      }
+    }
+    for (const [id, t] of this.tombstones) {
+      if (now - t.at < TOMBSTONE_TTL_MS) break // insertion order = age order
+      this.tombstones.delete(id)
+    }
+  }
+
+  private async heartbeat (): Promise<void> {
+    if (this.heartbeatRunning || this.opts.heartbeatMethod === undefined) return
+    this.heartbeatRunning = true
+    try {
+      const now = Date.now()
+      const due = [...this.sessions.values()].filter(s =>
+        s.upstream.pending === 0 && now - s.upstream.lastUsedAt >= this.opts.heartbeatMs)
+      await Promise.allSettled(due.map(async s => {
+        try {
+          await this.rpc(s.upstream, this.opts.heartbeatMethod as string, [])
+        } catch (err: unknown) {
+          this.log.warn({ user: s.user, err: (err as Error).message }, 'heartbeat failed: session lost')
+          this.end(s, 'lost')
+        }
+      }))
+    } finally {
+      this.heartbeatRunning = false
+    }
+  }
+}
+
+export function describeEnd (reason: EndReason): string {
+  switch (reason) {
+    case 'lost': return 'the connection to the legacy server closed'
+    case 'timeout': return 'the legacy server did not answer in time'
+    case 'expired': return 'idle for too long'
+    case 'logout': return 'logged out'
+    case 'replaced': return 'a newer login replaced it'
+    case 'shutdown': return 'the gateway shut down'
+  }
+}

@@ -1,0 +1,93 @@
+import { setTimeout as delay } from 'node:timers/promises'
+import fp from 'fastify-plugin'
+import cookie from '@fastify/cookie'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { SessionStore, describeEnd, type Session } from '../lib/sessions.js'
+import { SessionLost, Unauthenticated } from '../lib/errors.js'
+
+export const SESSION_COOKIE = 'lg_sid'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    sessions: SessionStore
+    /** onRequest hook for routes that need a logged-in session. */
+    requireSession: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    setSessionCookie: (reply: FastifyReply, session: Session) => void
+    clearSessionCookie: (reply: FastifyReply) => void
+  }
+  interface FastifyRequest {
+    session: Session | null
+  }
+}
+
+// A session id is 256 random bits in base64url; anything else is not worth a map lookup.
+const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
+
+async function sessions (fastify: FastifyInstance): Promise<void> {
+  const config = fastify.config
+  if (config.legacyUrl === undefined) throw new Error('sessions: LEGACY_URL is not resolved (demo mode starts the simulator first)')
+
+  await fastify.register(cookie)
+
+  const store = new SessionStore({
+    legacyUrl: config.legacyUrl,
+    charset: config.legacyCharset,
+    timeoutMs: config.legacyTimeoutMs,
+    connectTimeoutMs: config.legacyConnectTimeoutMs,
+    queueMax: config.sessionQueueMax,
+    maxResponseBytes: config.upstreamMaxResponseBytes,
+    maxSessions: config.maxSessions,
+    idleMs: config.sessionIdleMs,
+    loginMethod: config.legacyLoginMethod,
+    logoutMethod: config.legacyLogoutMethod,
+    heartbeatMethod: config.legacyHeartbeatMethod,
+    heartbeatMs: config.legacyHeartbeatMs,
+    logger: {
+      info: (obj, msg) => fastify.log.info(obj, msg),
+      warn: (obj, msg) => fastify.log.warn(obj, msg)
+    }
+  })
+  fastify.decorate('sessions', store)
+  fastify.decorateRequest('session', null)
+
+  const cookieOptions = {
+    path: '/',
+    httpOnly: true,
+    sameSite: 'strict' as const,
+    secure: config.cookieSecure
+  }
+
+  fastify.decorate('setSessionCookie', (reply: FastifyReply, session: Session) => {
+    reply.setCookie(SESSION_COOKIE, session.id, cookieOptions)
+  })
+  fastify.decorate('clearSessionCookie', (reply: FastifyReply) => {
+    reply.clearCookie(SESSION_COOKIE, cookieOptions)
+  })
+
+  // The identity comes from the cookie alone; nothing in the query, headers or body is consulted.
+  fastify.decorate('requireSession', async (request: FastifyRequest) => {
+    const id = request.cookies[SESSION_COOKIE]
+    if (id === undefined || !SESSION_ID.test(id)) throw new Unauthenticated()
+    const session = store.get(id)
+    if (session === undefined) {
+      const ended = store.endedReason(id)
+      if (ended !== undefined) throw new SessionLost(describeEnd(ended))
+      throw new Unauthenticated()
+    }
+    store.touch(session)
+    request.session = session
+    request.log = request.log.child({ user: session.user })
+  })
+
+  // Shutdown: log every session out on the legacy side (each logout queues behind the calls
+  // already on its socket, so in-flight calls finish first), within a bound; onClose then
+  // destroys whatever is left.
+  fastify.addHook('preClose', async () => {
+    await Promise.race([store.drain(), delay(config.shutdownTimeoutMs, undefined, { ref: false })])
+  })
+  fastify.addHook('onClose', async () => {
+    await store.close()
+  })
+}
+
+export default fp(sessions, { name: 'sessions', fastify: '5.x', dependencies: ['config'] })

@@ -1,0 +1,44 @@
+import type { FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
+import rateLimit from '@fastify/rate-limit'
+import { RateLimited } from '../../lib/errors.js'
+
+const LoginBody = Type.Object({
+  username: Type.String({ minLength: 1, maxLength: 256 }),
+  password: Type.String({ maxLength: 1024 })
+})
+
+const LoginReply = Type.Object({
+  user: Type.String(),
+  result: Type.Unknown()
+})
+
+interface LoginBodyT { username: string, password: string }
+
+export default async function loginRoute (fastify: FastifyInstance): Promise<void> {
+  const { loginRateLimit } = fastify.config
+  if (loginRateLimit > 0) {
+    await fastify.register(rateLimit, {
+      global: false,
+      errorResponseBuilder: (_request, context) => new RateLimited(context.after)
+    })
+  }
+
+  fastify.post<{ Body: LoginBodyT }>('/api/login', {
+    schema: { body: LoginBody, response: { 200: LoginReply } },
+    config: loginRateLimit > 0
+      ? { rateLimit: { max: loginRateLimit, timeWindow: 60_000, keyGenerator: (request) => request.ip } }
+      : {}
+  }, async (request, reply) => {
+    const { username, password } = request.body
+    const { session, result } = await fastify.sessions.login(username, password)
+    // A browser that logs in again gives up its previous session and socket.
+    const previous = request.cookies.lg_sid !== undefined ? fastify.sessions.get(request.cookies.lg_sid) : undefined
+    if (previous !== undefined && previous !== session) {
+      fastify.sessions.logout(previous, 'replaced').catch(() => {})
+    }
+    fastify.setSessionCookie(reply, session)
+    request.log.info({ user: session.user }, 'login')
+    return { user: session.user, result }
+  })
+}

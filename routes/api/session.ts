@@ -1,0 +1,39 @@
+import type { FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
+
+const SessionReply = Type.Object({
+  user: Type.String(),
+  connected: Type.Boolean(),
+  createdAt: Type.String({ format: 'date-time' }),
+  lastActivityAt: Type.String({ format: 'date-time' })
+})
+
+export default async function sessionRoutes (fastify: FastifyInstance): Promise<void> {
+  fastify.get('/api/session', {
+    onRequest: fastify.requireSession,
+    schema: { response: { 200: SessionReply } }
+  }, async (request) => {
+    const session = request.session
+    if (session === null) throw new Error('requireSession did not run')
+    return {
+      user: session.user,
+      connected: session.upstream.connected,
+      createdAt: new Date(session.createdAt).toISOString(),
+      lastActivityAt: new Date(session.lastActivityAt).toISOString()
+    }
+  })
+
+  // Logging out is idempotent: without a live session it still clears the cookie and answers 204.
+  fastify.post('/api/logout', {
+    schema: { response: { 204: Type.Null() } }
+  }, async (request, reply) => {
+    const id = request.cookies.lg_sid
+    const session = id !== undefined ? fastify.sessions.get(id) : undefined
+    if (session !== undefined) {
+      request.log.info({ user: session.user }, 'logout')
+      await fastify.sessions.logout(session, 'logout')
+    }
+    fastify.clearSessionCookie(reply)
+    return reply.code(204).send()
+  })
+}

@@ -1,0 +1,94 @@
+import { test } from 'tap'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { loadConfig, ConfigError } from '../../lib/config.js'
+
+const SERVER = fileURLToPath(new URL('../../server.js', import.meta.url))
+
+test('defaults follow CONTRACT §2', async (t) => {
+  const c = loadConfig({})
+  t.equal(c.host, '127.0.0.1')
+  t.equal(c.port, 3000)
+  t.equal(c.legacyUrl, undefined)
+  t.equal(c.demo, true)
+  t.equal(c.legacyCharset, 'utf-8')
+  t.equal(c.legacyTimeoutMs, 30000)
+  t.equal(c.legacyLoginMethod, 'login')
+  t.equal(c.legacyLogoutMethod, 'logout')
+  t.equal(c.legacyHeartbeatMethod, undefined)
+  t.equal(c.legacyHeartbeatMs, 0)
+  t.equal(c.sessionIdleMs, 1800000)
+  t.equal(c.maxSessions, 10000)
+  t.equal(c.sessionQueueMax, 256)
+  t.equal(c.loginRateLimit, 20)
+  t.equal(c.alarmUrl, undefined)
+  t.equal(c.alarmSubscribe, 'SUBSCRIBE')
+  t.equal(c.alarmResubscribeMs, 30000)
+  t.equal(c.alarmBuffer, 1000)
+  t.equal(c.allowedOrigins, undefined)
+  t.equal(c.trustProxy, undefined)
+  t.equal(c.cookieSecure, false, 'demo mode: not Secure')
+})
+
+test('values are parsed and typed', async (t) => {
+  const c = loadConfig({
+    PORT: '8080',
+    LEGACY_URL: 'http://10.0.0.5:8080/RPC2',
+    LEGACY_CHARSET: 'GBK',
+    ALARM_URL: 'udp://10.0.0.5:9001',
+    ALLOWED_ORIGINS: 'https://a.example.com, https://b.example.com/',
+    TRUST_PROXY: '127.0.0.1,10.0.0.0/8',
+    LEGACY_HEARTBEAT_METHOD: 'ping',
+    LEGACY_HEARTBEAT_MS: '60000',
+    LOGIN_RATE_LIMIT: '0'
+  })
+  t.equal(c.port, 8080)
+  t.equal(c.legacyUrl?.href, 'http://10.0.0.5:8080/RPC2')
+  t.equal(c.demo, false)
+  t.equal(c.cookieSecure, true, 'Secure by default outside demo mode')
+  t.equal(c.legacyCharset, 'gbk')
+  t.same(c.alarmUrl, { host: '10.0.0.5', port: 9001 })
+  t.same(c.allowedOrigins, ['https://a.example.com', 'https://b.example.com'])
+  t.same(c.trustProxy, ['127.0.0.1', '10.0.0.0/8'])
+  t.equal(c.legacyHeartbeatMethod, 'ping')
+  t.equal(c.loginRateLimit, 0)
+  t.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true)
+  t.equal(loadConfig({ TRUST_PROXY: '1' }).trustProxy, 1)
+  t.equal(loadConfig({ COOKIE_SECURE: 'true' }).cookieSecure, true)
+})
+
+test('a bad value names its variable', async (t) => {
+  const cases: Array<[Record<string, string>, string]> = [
+    [{ PORT: 'abc' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ LEGACY_URL: 'ftp://x' }, 'LEGACY_URL'],
+    [{ ALARM_URL: 'http://x' }, 'ALARM_URL'],
+    [{ ALARM_URL: 'udp://x' }, 'ALARM_URL'],
+    [{ LEGACY_CHARSET: 'klingon' }, 'LEGACY_CHARSET'],
+    [{ LEGACY_TIMEOUT_MS: '-1' }, 'LEGACY_TIMEOUT_MS'],
+    [{ COOKIE_SECURE: 'maybe' }, 'COOKIE_SECURE'],
+    [{ ALLOWED_ORIGINS: 'not a url' }, 'ALLOWED_ORIGINS'],
+    [{ LEGACY_HEARTBEAT_MS: '1000' }, 'LEGACY_HEARTBEAT_METHOD']
+  ]
+  for (const [env, variable] of cases) {
+    let error: unknown
+    try {
+      loadConfig(env)
+    } catch (err) {
+      error = err
+    }
+    t.ok(error instanceof ConfigError, `${JSON.stringify(env)} is refused`)
+    t.match((error as Error).message, new RegExp(`^invalid configuration: ${variable} `), `and names ${variable}`)
+  }
+})
+
+test('the server exits 1 with one clear line on a bad value', async (t) => {
+  for (const [name, value] of [['PORT', 'abc'], ['LEGACY_URL', 'ftp://x'], ['ALARM_URL', 'http://x']] as const) {
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, [name]: value }
+    const run = spawnSync(process.execPath, [SERVER], { env, encoding: 'utf8', timeout: 20_000 })
+    t.equal(run.status, 1, `${name}=${value} exits 1`)
+    const lines = run.stderr.trim().split('\n')
+    t.equal(lines.length, 1, 'one line')
+    t.match(lines[0], new RegExp(`^legacy-gateway: invalid configuration: ${name} `))
+  }
+})
