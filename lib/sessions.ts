@@ -212,7 +212,7 @@ export class SessionStore extends EventEmitter<{ end: [session: Session, reason:
         if (oldest !== undefined) this.tombstones.delete(oldest)
       }
     }
-    if (reason === 'lost' || reason === 'timeout') void session.upstream.destroy()
+    if (reason === 'lost' || reason === 'timeout') session.upstream.destroy().catch(() => {})
     this.log.info({ user: session.user, reason }, 'session ended')
     this.emit('end', session, reason)
   }
