@@ -10,6 +10,11 @@ import loginRoute from './routes/api/login.js'
 import rpcRoute from './routes/api/rpc.js'
 import sessionRoutes from './routes/api/session.js'
 import xmlRoutes from './routes/api/xml.js'
+import metricsPlugin from './plugins/metrics.js'
+import alarmsPlugin from './plugins/alarms.js'
+import readyRoutes from './routes/ready.js'
+import alarmWsRoutes from './routes/ws/alarms.js'
+import consoleRoutes from './routes/console.js'
 
 export interface AppOptions {
   config: Config
@@ -44,11 +49,16 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
 
   await fastify.register(lifecyclePlugin)
   await fastify.register(sessionsPlugin)
+  await fastify.register(alarmsPlugin)
+  await fastify.register(metricsPlugin)
   await fastify.register(healthRoutes)
+  await fastify.register(readyRoutes)
   await fastify.register(loginRoute)
   await fastify.register(rpcRoute)
   await fastify.register(sessionRoutes)
   await fastify.register(xmlRoutes)
+  await fastify.register(alarmWsRoutes)
+  await fastify.register(consoleRoutes)
   // Last, so that its preClose runs after sessions are logged out and WebSockets closed.
   await fastify.register(reapConnectionsPlugin)
 }

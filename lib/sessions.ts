@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { randomBytes } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
 import { PinnedUpstream, UpstreamError, type PinnedRequest, type PinnedResponse } from './pinned-upstream.js'
 import { encodeCall, decodeResponse, XmlRpcParseError, type JsonValue } from './xmlrpc.js'
 import { decodeXml, encodeText } from './charset.js'
@@ -54,7 +55,29 @@ interface Tombstone { reason: EndReason, at: number }
 const TOMBSTONE_TTL_MS = 60 * 60 * 1000
 const noopLogger = { info () {}, warn () {} }
 
-export class SessionStore extends EventEmitter<{ end: [session: Session, reason: EndReason] }> {
+/** The outcome of one upstream call, without the method name (metrics labels stay bounded). */
+export type CallOutcome = 'ok' | 'fault' | 'timeout' | 'lost' | 'bad_response' | 'busy' | 'unavailable' | 'bad_request'
+
+export interface SessionStoreEvents {
+  end: [session: Session, reason: EndReason]
+  open: [session: Session]
+  /** One upstream call finished (RPC, XML proxy, login, logout or heartbeat). */
+  call: [outcome: CallOutcome, seconds: number]
+}
+
+function outcomeOf (err: unknown): CallOutcome {
+  switch ((err as { code?: string }).code) {
+    case 'RPC_FAULT': return 'fault'
+    case 'UPSTREAM_TIMEOUT': return 'timeout'
+    case 'SESSION_LOST': return 'lost'
+    case 'SESSION_BUSY': return 'busy'
+    case 'UPSTREAM_UNAVAILABLE': return 'unavailable'
+    case 'BAD_REQUEST': return 'bad_request'
+    default: return 'bad_response'
+  }
+}
+
+export class SessionStore extends EventEmitter<SessionStoreEvents> {
   private readonly sessions = new Map<string, Session>()
   // Ended sessions are remembered for a while so that their cookie gets SESSION_LOST ("log in
   // again") rather than UNAUTHENTICATED. Bounded by count and age.
@@ -150,6 +173,7 @@ export class SessionStore extends EventEmitter<{ end: [session: Session, reason:
       this.end(session, kind === 'timeout' ? 'timeout' : 'lost')
     })
     this.log.info({ user: session.user, localPort: upstream.localPort }, 'session opened')
+    this.emit('open', session)
     return { session, result }
   }
 
@@ -162,11 +186,23 @@ export class SessionStore extends EventEmitter<{ end: [session: Session, reason:
   /** Sends any HTTP request on the session's pinned socket (the /api/xml/* proxy). */
   async request (session: Session, req: PinnedRequest): Promise<PinnedResponse> {
     this.assertUsable(session)
+    const started = performance.now()
     try {
-      return await session.upstream.request(req)
+      const res = await session.upstream.request(req)
+      this.emit('call', 'ok', (performance.now() - started) / 1000)
+      return res
     } catch (err) {
-      throw this.httpError(err)
+      const httpErr = this.httpError(err)
+      this.emit('call', outcomeOf(httpErr), (performance.now() - started) / 1000)
+      throw httpErr
     }
+  }
+
+  /** Calls waiting for or on a pinned socket, over all sessions. */
+  queueDepth (): number {
+    let n = 0
+    for (const s of this.sessions.values()) n += s.upstream.pending
+    return n
   }
 
   /** Ends a session: best-effort logout on the legacy side, then the socket is closed. */
@@ -222,6 +258,18 @@ export class SessionStore extends EventEmitter<{ end: [session: Session, reason:
   }
 
   private async rpc (upstream: PinnedUpstream, method: string, params: readonly unknown[]): Promise<JsonValue> {
+    const started = performance.now()
+    try {
+      const value = await this.rpcOnce(upstream, method, params)
+      this.emit('call', 'ok', (performance.now() - started) / 1000)
+      return value
+    } catch (err) {
+      this.emit('call', outcomeOf(err), (performance.now() - started) / 1000)
+      throw err
+    }
+  }
+
+  private async rpcOnce (upstream: PinnedUpstream, method: string, params: readonly unknown[]): Promise<JsonValue> {
     let body: Buffer
     try {
       body = encodeText(encodeCall(method, params, this.xmlDeclaration), this.opts.charset)
