@@ -37,7 +37,13 @@ const EnvSchema = Type.Object({
   BODY_LIMIT: Int(1048576, 1024),
   UPSTREAM_MAX_RESPONSE_BYTES: Int(16777216, 1024),
   SHUTDOWN_TIMEOUT_MS: Int(10000, 0),
-  INSTANCE_NAME: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }))
+  INSTANCE_NAME: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })),
+  UPSTREAM_MAX_CONCURRENT: Int(1024, 1),
+  ALARM_MAX_BYTES: Int(16384, 64, 65507),
+  WS_PING_MS: Int(30000, 10),
+  WS_MAX_BUFFERED_BYTES: Int(1048576, 1024),
+  CONSOLE_ENABLED: Type.Optional(Type.Boolean()),
+  READY_PROBE_MS: Int(5000, 10)
 })
 
 type Env = Static<typeof EnvSchema>
@@ -74,6 +80,17 @@ export interface Config {
   bodyLimit: number
   shutdownTimeoutMs: number
   instanceName: string | undefined
+  /** Upstream calls in flight over all sessions; beyond it calls wait for a place (see plugins). */
+  upstreamMaxConcurrent: number
+  /** A larger alarm datagram is dropped and counted. */
+  alarmMaxBytes: number
+  wsPingMs: number
+  /** A WebSocket client whose unsent data passes this is cut off (close 1013). */
+  wsMaxBufferedBytes: number
+  /** Serve the demo console at /: on in demo mode, off otherwise unless set. */
+  consoleEnabled: boolean
+  /** How often /readyz's cached probe of the legacy server is refreshed. */
+  readyProbeMs: number
   demo: boolean
 }
 
@@ -191,6 +208,12 @@ export function loadConfig (source: NodeJS.ProcessEnv | Record<string, string | 
     bodyLimit: env.BODY_LIMIT,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     instanceName: env.INSTANCE_NAME,
+    upstreamMaxConcurrent: env.UPSTREAM_MAX_CONCURRENT,
+    alarmMaxBytes: env.ALARM_MAX_BYTES,
+    wsPingMs: env.WS_PING_MS,
+    wsMaxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
+    consoleEnabled: env.CONSOLE_ENABLED ?? demo,
+    readyProbeMs: env.READY_PROBE_MS,
     demo
   }
 }
