@@ -43,7 +43,7 @@ const SAMPLES = [
 const ELEMENT_NAME = /^[A-Za-z_][\w.-]*$/
 // Yielding every so many datagrams lets the kernel drain the send queue and keeps the event loop
 // responsive while tens of thousands of alarms go out.
-const YIELD_EVERY = 100
+const YIELD_EVERY = 16
 const SEND_BUFFER_BYTES = 4 * 1024 * 1024
 
 /**
