@@ -15,6 +15,9 @@ import alarmsPlugin from './plugins/alarms.js'
 import readyRoutes from './routes/ready.js'
 import alarmWsRoutes from './routes/ws/alarms.js'
 import consoleRoutes from './routes/console.js'
+import upstreamLimitPlugin from './plugins/upstream-limit.js'
+import instanceCookiePlugin from './plugins/instance-cookie.js'
+import { REQUEST_ID_HEADER } from './lib/logger.js'
 
 export interface AppOptions {
   config: Config
@@ -46,9 +49,25 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   // Fastify parses text/plain out of the box; a cross-site form can send text/plain without a
   // preflight, so state-changing routes accept JSON only (415 for anything else).
   fastify.removeContentTypeParser('text/plain')
+  // An empty JSON body (a bodyless fetch that still says application/json) means "no body":
+  // logout answers 204 and an RPC call gets no parameters, instead of a 400.
+  const parseJson = fastify.getDefaultJsonParser('error', 'error')
+  fastify.removeContentTypeParser('application/json')
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') {
+      done(null, null)
+      return
+    }
+    parseJson(request, body as string, done)
+  })
+
+  // Every answer names its request id (lib/logger.ts), so a browser's report can be found in the log.
+  fastify.addHook('onRequest', async (request, reply) => { reply.header(REQUEST_ID_HEADER, request.id) })
 
   await fastify.register(lifecyclePlugin)
   await fastify.register(sessionsPlugin)
+  await fastify.register(upstreamLimitPlugin)
+  await fastify.register(instanceCookiePlugin)
   await fastify.register(alarmsPlugin)
   await fastify.register(metricsPlugin)
   await fastify.register(healthRoutes)

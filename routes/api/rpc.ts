@@ -8,13 +8,15 @@ const RpcParams = Type.Object({
 
 const RpcBody = Type.Union([
   Type.Array(Type.Unknown()),
-  Type.Object({ params: Type.Array(Type.Unknown()) })
+  Type.Object({ params: Type.Array(Type.Unknown()) }),
+  // An empty body: a call without parameters.
+  Type.Null()
 ])
 
 const RpcReply = Type.Object({ result: Type.Unknown() })
 
 export default async function rpcRoute (fastify: FastifyInstance): Promise<void> {
-  fastify.post<{ Params: { '*': string }, Body: unknown[] | { params: unknown[] } | undefined }>('/api/rpc/*', {
+  fastify.post<{ Params: { '*': string }, Body: unknown[] | { params: unknown[] } | null | undefined }>('/api/rpc/*', {
     onRequest: fastify.requireSession,
     schema: { params: RpcParams, body: RpcBody, response: { 200: RpcReply } }
   }, async (request) => {

@@ -357,3 +357,16 @@ test('heartbeat keeps the login alive on the same socket; a failed heartbeat end
   t.equal(app.sessions.size, 0)
   t.equal((await rpc(app, cookie, 'whoami')).json().code, 'SESSION_LOST')
 })
+
+test('a bodyless request that still says application/json', async (t) => {
+  const { app } = await build(t)
+  const cookie = await login(app, 'alice')
+  const call = await app.inject({ method: 'POST', url: '/api/rpc/whoami', headers: { ...JSON_HEADERS, cookie } })
+  t.equal(call.statusCode, 200, 'an RPC call without parameters')
+  t.equal(call.json().result.user, 'alice')
+  const loginNoBody = await app.inject({ method: 'POST', url: '/api/login', headers: JSON_HEADERS })
+  t.equal(loginNoBody.statusCode, 400)
+  t.equal(loginNoBody.json().code, 'BAD_REQUEST')
+  const logout = await app.inject({ method: 'POST', url: '/api/logout', headers: { ...JSON_HEADERS, cookie } })
+  t.equal(logout.statusCode, 204)
+})
