@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
+import { SESSION_COOKIE } from '../../plugins/sessions.js'
 
 const SessionReply = Type.Object({
   user: Type.String(),
@@ -27,7 +28,7 @@ export default async function sessionRoutes (fastify: FastifyInstance): Promise<
   fastify.post('/api/logout', {
     schema: { response: { 204: Type.Null() } }
   }, async (request, reply) => {
-    const id = request.cookies.lg_sid
+    const id = request.cookies[SESSION_COOKIE]
     const session = id !== undefined ? fastify.sessions.get(id) : undefined
     if (session !== undefined) {
       request.log.info({ user: session.user }, 'logout')
