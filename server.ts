@@ -2,18 +2,8 @@ import Fastify from 'fastify'
 import closeWithGrace from 'close-with-grace'
 import app, { serverOptions } from './app.js'
 import { ConfigError, loadConfig, type Config } from './lib/config.js'
+import { loggerOptions } from './lib/logger.js'
 import type { Simulator } from './sim/legacy.js'
-
-// Cookies, passwords and session ids never reach the log.
-export const REDACT = [
-  'req.headers.cookie',
-  'req.headers.authorization',
-  'res.headers["set-cookie"]',
-  'password',
-  '*.password',
-  'sessionId',
-  '*.sessionId'
-]
 
 async function main (): Promise<void> {
   let config: Config
@@ -28,7 +18,8 @@ async function main (): Promise<void> {
   }
 
   const fastify = Fastify({
-    logger: { level: config.logLevel, redact: { paths: REDACT, censor: '[redacted]' } },
+    // JSON to stdout with request ids; cookies, passwords and session ids redacted (lib/logger.ts).
+    ...loggerOptions(config),
     ...serverOptions(config)
   })
   // Slowloris: a client has 10 s to send its headers.
@@ -51,11 +42,16 @@ async function main (): Promise<void> {
 
   await fastify.register(app, { config })
 
-  closeWithGrace({ delay: config.shutdownTimeoutMs + 5000 }, async ({ signal, err }) => {
+  closeWithGrace({
+    delay: config.shutdownTimeoutMs + 5000,
+    // Its own messages ("second SIGTERM, exiting", "killed by timeout") go to the JSON log too.
+    logger: { error: (message: unknown) => { fastify.log.error(message instanceof Error ? { err: message } : {}, message instanceof Error ? 'shutdown failed' : String(message)) } }
+  }, async ({ signal, err }) => {
     if (err) fastify.log.error({ err }, 'closing after an error')
     else fastify.log.info({ signal }, 'shutting down')
     await fastify.close()
     await simulator?.close()
+    fastify.log.info('shut down')
   })
 
   await fastify.listen({ host: config.host, port: config.port })

@@ -1,7 +1,157 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { CallOutcome, EndReason } from '../lib/sessions.js'
 
-// Placeholder: being written (prom-client registry, /metrics).
-async function metrics (_fastify: FastifyInstance): Promise<void> {}
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** This app's Prometheus registry (process metrics are merged in at scrape time). */
+    metrics: Registry
+  }
+}
 
-export default fp(metrics, { name: 'metrics', fastify: '5.x', dependencies: ['sessions'] })
+const PREFIX = 'legacy_gateway_'
+
+// Every label value is listed up front, so each series exists (at 0) from the first scrape and
+// the label sets stay bounded: never a user name, session id, method name or address.
+const OUTCOMES: readonly CallOutcome[] = ['ok', 'fault', 'timeout', 'lost', 'bad_response', 'busy', 'unavailable', 'bad_request']
+const END_REASONS: readonly EndReason[] = ['lost', 'timeout', 'expired', 'logout', 'replaced', 'shutdown']
+const DROP_REASONS = ['spoofed', 'oversized', 'slow_client'] as const
+type DropReason = typeof DROP_REASONS[number]
+
+// Legacy calls range from a few ms to LEGACY_TIMEOUT_MS (30 s by default).
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+// Process metrics (CPU, memory, event loop, GC) describe the process, not an app instance, and
+// collecting them starts a GC observer and an event-loop histogram that cannot be stopped: they
+// live in one registry per process (never prom-client's global one), merged into each scrape.
+let processRegistry: Registry | undefined
+function processMetrics (): Registry {
+  if (processRegistry === undefined) {
+    processRegistry = new Registry()
+    collectDefaultMetrics({ register: processRegistry })
+  }
+  return processRegistry
+}
+
+/**
+ * How far a number kept elsewhere (the alarm feed's stats) moved since the last scrape. Counters
+ * built on it only ever move up by that difference, so they never go down even if the source is
+ * replaced or reset.
+ */
+function delta (read: () => number): () => number {
+  let seen = 0
+  return () => {
+    const now = read()
+    const moved = Math.max(now - seen, 0)
+    seen = Math.max(seen, now)
+    return moved
+  }
+}
+
+async function metrics (fastify: FastifyInstance): Promise<void> {
+  const register = new Registry()
+  const registers = [register]
+  const sessions = fastify.sessions
+  const limit = fastify.hasDecorator('upstreamLimit') ? fastify.upstreamLimit : undefined
+  // Read at scrape time; without ALARM_URL the alarm series stay at 0.
+  const feed = fastify.alarms
+
+  /** A gauge set from `read` at every scrape. */
+  const gauge = (name: string, help: string, read: () => number): Gauge =>
+    new Gauge({ name: PREFIX + name, help, registers, collect () { this.set(read()) } })
+  /** A counter that follows a monotonic number kept elsewhere, read at every scrape. */
+  const follower = (name: string, help: string, read: () => number): Counter => {
+    const moved = delta(read)
+    return new Counter({ name: PREFIX + name, help, registers, collect () { this.inc(moved()) } })
+  }
+
+  gauge('sessions_open', 'Sessions open now (each holds one pinned legacy connection).', () => sessions.size)
+  const opened = new Counter({
+    name: `${PREFIX}sessions_opened_total`,
+    help: 'Sessions opened (successful logins).',
+    registers
+  })
+  const ended = new Counter({
+    name: `${PREFIX}sessions_ended_total`,
+    help: 'Sessions ended, by reason: logout, expired (idle), lost (socket closed), timeout (legacy did not answer), replaced (new login), shutdown.',
+    labelNames: ['reason'],
+    registers
+  })
+  const calls = new Counter({
+    name: `${PREFIX}upstream_calls_total`,
+    help: 'Legacy calls (RPC, XML proxy, login, logout, heartbeat), by outcome.',
+    labelNames: ['outcome'],
+    registers
+  })
+  const latency = new Histogram({
+    name: `${PREFIX}upstream_call_duration_seconds`,
+    help: 'Time from sending a legacy call (queueing on its socket included) to its answer or failure, by outcome.',
+    labelNames: ['outcome'],
+    buckets: LATENCY_BUCKETS,
+    registers
+  })
+  for (const reason of END_REASONS) ended.inc({ reason }, 0)
+  for (const outcome of OUTCOMES) {
+    calls.inc({ outcome }, 0)
+    latency.zero({ outcome })
+  }
+  gauge('upstream_queue_depth', 'Legacy calls waiting for or running on a pinned socket, over all sessions.', () => sessions.queueDepth())
+  gauge('upstream_in_flight', 'Browser requests to /api/rpc/* and /api/xml/* in flight (bounded by UPSTREAM_MAX_CONCURRENT).', () => limit?.inFlight ?? 0)
+  follower('upstream_rejected_total', 'Requests answered 503 UPSTREAM_UNAVAILABLE because UPSTREAM_MAX_CONCURRENT calls were in flight.', () => limit?.rejected ?? 0)
+
+  // Store events: counted as they happen.
+  const onOpen = (): void => { opened.inc() }
+  const onEnd = (_session: unknown, reason: EndReason): void => { ended.inc({ reason }) }
+  const onCall = (outcome: CallOutcome, seconds: number): void => {
+    calls.inc({ outcome })
+    latency.observe({ outcome }, seconds)
+  }
+  sessions.on('open', onOpen)
+  sessions.on('end', onEnd)
+  sessions.on('call', onCall)
+
+  follower('alarms_received_total', 'Alarm datagrams accepted from the alarm server.', () => feed?.stats.received ?? 0)
+  follower('alarms_forwarded_total', 'Alarm frames sent to WebSocket clients (one per alarm and client).', () => feed?.stats.forwarded ?? 0)
+  const dropSources: Record<DropReason, () => number> = {
+    spoofed: delta(() => feed?.stats.dropped.spoofed ?? 0),
+    oversized: delta(() => feed?.stats.dropped.oversized ?? 0),
+    slow_client: delta(() => feed?.stats.dropped.slowClient ?? 0)
+  }
+  register.registerMetric(new Counter({
+    name: `${PREFIX}alarms_dropped_total`,
+    help: 'Alarm datagrams dropped (spoofed: not from the alarm server; oversized: over ALARM_MAX_BYTES) and WebSocket clients cut off for not reading (slow_client).',
+    labelNames: ['reason'],
+    registers: [],
+    collect () {
+      for (const reason of DROP_REASONS) this.inc({ reason }, dropSources[reason]())
+    }
+  }))
+  // Not a drop: the feed forwards a datagram that is neither XML nor JSON as text, so that no
+  // alarm is lost to a parser; it is counted here (and in alarms_received_total).
+  follower('alarms_malformed_total', 'Alarm datagrams that were neither well-formed XML nor JSON (forwarded as text).', () => feed?.stats.malformed ?? 0)
+  follower('alarm_subscribes_sent_total', 'Subscribe datagrams sent to the alarm server.', () => feed?.stats.subscribesSent ?? 0)
+  follower('alarm_subscribe_errors_total', 'Subscribe datagrams that could not be sent.', () => feed?.stats.subscribeErrors ?? 0)
+  gauge('alarm_last_seq', 'Sequence number of the last alarm received by this process (restarts at 0 with the process).', () => feed?.lastSeq ?? 0)
+  gauge('alarm_feed_up', '1 when the alarm socket is bound and subscribes go out, 0 when not, -1 without ALARM_URL.',
+    () => feed === null || feed === undefined ? -1 : feed.health().ok ? 1 : 0)
+  gauge('websocket_clients', 'Alarm WebSockets open now.', () => feed?.clients ?? 0)
+
+  const perProcess = processMetrics()
+  fastify.decorate('metrics', register)
+
+  fastify.get('/metrics', { logLevel: 'warn' }, async (_request, reply) => {
+    const merged = Registry.merge([perProcess, register])
+    const text = await merged.metrics()
+    return reply.type(merged.contentType).send(text)
+  })
+
+  fastify.addHook('onClose', async () => {
+    sessions.off('open', onOpen)
+    sessions.off('end', onEnd)
+    sessions.off('call', onCall)
+    register.clear()
+  })
+}
+
+export default fp(metrics, { name: 'metrics', fastify: '5.x', dependencies: ['sessions', 'alarms'] })

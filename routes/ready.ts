@@ -1,4 +1,97 @@
+import net from 'node:net'
+import { setTimeout as delay } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
 
-// Placeholder: being written (/readyz).
-export default async function readyRoutes (_fastify: FastifyInstance): Promise<void> {}
+const Checks = Type.Object({
+  legacy: Type.String(),
+  alarms: Type.String()
+})
+const ReadyReply = Type.Object({
+  status: Type.Literal('ready'),
+  checks: Checks
+})
+
+interface ReadyBody {
+  status: 'ready' | 'not ready'
+  checks: { legacy: string, alarms: string }
+  failing?: string[]
+}
+
+// onReady waits this long for the first probe; a legacy host that drops SYNs would otherwise
+// hold the whole startup for LEGACY_CONNECT_TIMEOUT_MS. Until the probe settles the check reads
+// "pending" (not ready).
+const FIRST_PROBE_WAIT_MS = 1000
+
+/** Resolves to undefined when the TCP handshake succeeds, else to a short reason. */
+function probe (host: string, port: number, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port })
+    const done = (reason: string | undefined): void => {
+      socket.destroy()
+      resolve(reason)
+    }
+    socket.setTimeout(timeoutMs, () => done(`no answer within ${timeoutMs} ms`))
+    socket.once('connect', () => done(undefined))
+    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message))
+  })
+}
+
+/**
+ * GET /readyz: may a load balancer send this instance traffic? The legacy check is a TCP connect
+ * to the legacy origin, made by a timer every READY_PROBE_MS and cached, so that probes from
+ * load balancers (or a flood of requests) never turn into connections to the legacy server.
+ * Checks read "ok" when passing; otherwise a short reason, and the check is named in `failing`.
+ */
+export default async function readyRoutes (fastify: FastifyInstance): Promise<void> {
+  const config = fastify.config
+  const legacy = config.legacyUrl as URL
+  const host = legacy.hostname.replace(/^\[|\]$/g, '')
+  const port = Number(legacy.port) || (legacy.protocol === 'https:' ? 443 : 80)
+
+  let legacyState = 'pending'
+  let probing: Promise<void> | undefined
+  let timer: NodeJS.Timeout | undefined
+
+  const runProbe = (): Promise<void> => {
+    // A probe slower than the period is not stacked with another one.
+    probing ??= probe(host, port, config.legacyConnectTimeoutMs).then((failure) => {
+      const next = failure === undefined ? 'ok' : `unreachable (${failure})`
+      if (next !== legacyState) {
+        if (next === 'ok') fastify.log.info({ check: 'legacy' }, 'readiness: the legacy server accepts connections')
+        else fastify.log.warn({ check: 'legacy', reason: failure }, 'readiness: the legacy server does not accept connections')
+      }
+      legacyState = next
+    }).finally(() => { probing = undefined })
+    return probing
+  }
+
+  fastify.addHook('onReady', async () => {
+    timer = setInterval(() => { runProbe().catch(() => {}) }, config.readyProbeMs).unref()
+    await Promise.race([runProbe(), delay(FIRST_PROBE_WAIT_MS, undefined, { ref: false })])
+  })
+  fastify.addHook('onClose', async () => {
+    clearInterval(timer)
+  })
+
+  fastify.get<{ Reply: { 200: ReadyBody, 503: ReadyBody } }>('/readyz', {
+    logLevel: 'warn',
+    // Only 200 has a schema: a 503 may also be the error body of SHUTTING_DOWN (plugins/lifecycle.ts).
+    schema: { response: { 200: ReadyReply } }
+  }, async (_request, reply) => {
+    let alarms = 'disabled'
+    const feed = fastify.alarms
+    if (config.alarmUrl !== undefined && feed !== null && feed !== undefined) {
+      const health = feed.health()
+      alarms = health.ok ? 'ok' : health.reason
+    }
+    const checks = { legacy: legacyState, alarms }
+    const failing = Object.entries(checks).filter(([, state]) => state !== 'ok' && state !== 'disabled').map(([name]) => name)
+    // plugins/lifecycle.ts already answers 503 SHUTTING_DOWN to everything but /healthz while
+    // draining; this keeps /readyz right on its own.
+    if (fastify.shuttingDown) failing.push('shutdown')
+    reply.header('cache-control', 'no-store')
+    if (failing.length === 0) return { status: 'ready' as const, checks }
+    return reply.code(503).send({ status: 'not ready' as const, checks, failing })
+  })
+}

@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fast
 import type { Test } from 'tap'
 import app, { serverOptions } from '../app.js'
 import { loadConfig, type Config } from '../lib/config.js'
+import { loggerOptions, type LogDestination } from '../lib/logger.js'
 import { createSimulator, type Simulator, type SimulatorOptions } from '../sim/legacy.js'
 
 export interface Built {
@@ -19,18 +20,19 @@ export async function startSimulator (t: Test, opts: SimulatorOptions = {}): Pro
 
 /**
  * Builds the gateway (never listening unless asked) against a simulator. `env` overrides the
- * configuration exactly as environment variables would.
+ * configuration exactly as environment variables would. The logger is production's
+ * (lib/logger.ts); `logStream` receives its JSON lines (level info unless LOG_LEVEL says otherwise).
  */
-export async function build (t: Test, opts: { env?: Record<string, string>, sim?: Simulator, listen?: boolean } = {}): Promise<Built & { url: string }> {
+export async function build (t: Test, opts: { env?: Record<string, string>, sim?: Simulator, listen?: boolean, logStream?: LogDestination } = {}): Promise<Built & { url: string }> {
   const sim = opts.sim ?? await startSimulator(t)
   const config = loadConfig({
     LEGACY_URL: sim.rpcUrl,
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    LOG_LEVEL: opts.logStream !== undefined ? 'info' : process.env.TEST_LOG_LEVEL ?? 'silent',
     COOKIE_SECURE: 'false',
     LOGIN_RATE_LIMIT: '0',
     ...opts.env
   })
-  const fastify = Fastify({ logger: { level: config.logLevel }, ...serverOptions(config) })
+  const fastify = Fastify({ ...loggerOptions(config, opts.logStream), ...serverOptions(config) })
   await fastify.register(app, { config })
   t.teardown(() => fastify.close())
   let url = ''

@@ -1,0 +1,54 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { UpstreamUnavailable } from '../lib/errors.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The global bound on browser requests that reach the legacy server (metrics read it). */
+    upstreamLimit: { readonly max: number, readonly inFlight: number, readonly rejected: number }
+  }
+}
+
+// The routes whose requests become legacy calls. Logins are bounded by MAX_SESSIONS and the
+// login rate limit instead.
+const UPSTREAM_ROUTES = new Set(['/api/rpc/*', '/api/xml/*'])
+
+/**
+ * Each session has its own socket and queue (SESSION_QUEUE_MAX), so nothing else bounds the
+ * calls that all sessions together put on the legacy server. Past UPSTREAM_MAX_CONCURRENT in
+ * flight, a request is answered 503 UPSTREAM_UNAVAILABLE with Retry-After at once, before it
+ * queues: the legacy server is protected and the browser is told to come back, rather than
+ * waiting behind a backlog it cannot see.
+ */
+async function upstreamLimit (fastify: FastifyInstance): Promise<void> {
+  const max = fastify.config.upstreamMaxConcurrent
+  let inFlight = 0
+  let rejected = 0
+
+  fastify.decorate('upstreamLimit', {
+    max,
+    get inFlight () { return inFlight },
+    get rejected () { return rejected }
+  })
+
+  fastify.addHook('onRequest', async (request, reply) => {
+    // A browser already gone has nothing to count (its 'close' would never come again).
+    if (!UPSTREAM_ROUTES.has(request.routeOptions.url ?? '') || reply.raw.destroyed) return
+    if (inFlight >= max) {
+      rejected++
+      reply.header('retry-after', '1')
+      throw new UpstreamUnavailable(`the gateway already has ${max} calls in flight (UPSTREAM_MAX_CONCURRENT); retry shortly`)
+    }
+    inFlight++
+    // 'close' comes exactly once per response, whether it was sent, failed, timed out or the
+    // browser went away; the flag makes the release idempotent all the same.
+    let released = false
+    reply.raw.once('close', () => {
+      if (released) return
+      released = true
+      inFlight--
+    })
+  })
+}
+
+export default fp(upstreamLimit, { name: 'upstream-limit', fastify: '5.x', dependencies: ['config'] })
