@@ -80,7 +80,7 @@ export interface Config {
   bodyLimit: number
   shutdownTimeoutMs: number
   instanceName: string | undefined
-  /** Upstream calls in flight over all sessions; beyond it calls wait for a place (see plugins). */
+  /** Upstream calls in flight over all sessions; beyond it 503 UPSTREAM_UNAVAILABLE with Retry-After. */
   upstreamMaxConcurrent: number
   /** A larger alarm datagram is dropped and counted. */
   alarmMaxBytes: number

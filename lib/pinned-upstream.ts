@@ -73,6 +73,7 @@ export class PinnedUpstream extends EventEmitter<PinnedUpstreamEvents> {
   private socket: Socket | undefined
   private lossCause: Error | undefined
   private lossKind: 'lost' | 'timeout' = 'lost'
+  private destroyed = false
 
   constructor (origin: URL | string, opts: PinnedUpstreamOptions) {
     super()
@@ -205,7 +206,9 @@ export class PinnedUpstream extends EventEmitter<PinnedUpstreamEvents> {
 
   /** Closes at once: queued calls fail as lost. */
   async destroy (): Promise<void> {
-    if (this.state === 'closed') return
+    // Also after close(): a graceful close that waits on a hung call can be cut short.
+    if (this.destroyed) return
+    this.destroyed = true
     this.state = 'closed'
     this.socket?.destroy()
     await this.pool.destroy(new UpstreamError('lost', 'the session was closed')).catch(() => {})

@@ -83,6 +83,8 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
   // again") rather than UNAUTHENTICATED. Bounded by count and age.
   private readonly tombstones = new Map<string, Tombstone>()
   private loginsInFlight = 0
+  // Sockets of ended sessions still finishing their calls and the legacy logout.
+  private readonly closing = new Set<PinnedUpstream>()
   private draining = false
   private readonly opts: Required<Omit<SessionStoreOptions, 'heartbeatMethod' | 'logger'>> & Pick<SessionStoreOptions, 'heartbeatMethod'>
   private readonly log: NonNullable<SessionStoreOptions['logger']>
@@ -210,14 +212,19 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
     if (session.ended !== undefined) return
     const upstream = session.upstream
     this.end(session, reason)
-    if (upstream.connected) {
-      try {
-        await this.rpc(upstream, this.opts.logoutMethod, [])
-      } catch (err) {
-        this.log.warn({ user: session.user, err: (err as Error).message }, 'legacy logout failed')
+    this.closing.add(upstream)
+    try {
+      if (upstream.connected) {
+        try {
+          await this.rpc(upstream, this.opts.logoutMethod, [])
+        } catch (err) {
+          this.log.warn({ user: session.user, err: (err as Error).message }, 'legacy logout failed')
+        }
       }
+      await upstream.close()
+    } finally {
+      this.closing.delete(upstream)
     }
-    await upstream.close()
   }
 
   /** Stops new logins and logs every session out (shutdown). */
@@ -233,7 +240,9 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
     const open = [...this.sessions.values()]
     for (const s of open) this.end(s, 'shutdown')
-    await Promise.allSettled(open.map(s => s.upstream.destroy()))
+    const upstreams = [...open.map(s => s.upstream), ...this.closing]
+    this.closing.clear()
+    await Promise.allSettled(upstreams.map(u => u.destroy()))
     this.tombstones.clear()
   }
 

@@ -83,7 +83,17 @@ async function sessions (fastify: FastifyInstance): Promise<void> {
   // already on its socket, so in-flight calls finish first), within a bound; onClose then
   // destroys whatever is left.
   fastify.addHook('preClose', async () => {
-    await Promise.race([store.drain(), delay(config.shutdownTimeoutMs, undefined, { ref: false })])
+    const drained = await Promise.race([
+      store.drain().then(() => true),
+      delay(config.shutdownTimeoutMs, false, { ref: false })
+    ])
+    if (!drained) {
+      // A call still hanging on its socket would hold its HTTP request, and with it the server's
+      // close, until LEGACY_TIMEOUT_MS: destroy what is left, so those calls are answered
+      // (401 SESSION_LOST) and the process exits within the bound.
+      fastify.log.warn({ sessions: store.size }, 'shutdown bound reached: closing the remaining legacy connections')
+      await store.close()
+    }
   })
   fastify.addHook('onClose', async () => {
     await store.close()

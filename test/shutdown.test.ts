@@ -85,14 +85,10 @@ test('a second SIGTERM while a call hangs exits at once', async (t) => {
   t.ok(await eventually(() => sim.sockets().length === 0), 'the kernel closed the pinned socket')
 })
 
-// SHUTDOWN_TIMEOUT_MS bounds the sessions' drain (plugins/sessions.ts preClose), but a call still
-// hanging on its pinned socket keeps its HTTP request open, so server.close() waits for it until
-// LEGACY_TIMEOUT_MS, and close-with-grace kills the process (exit 1) at SHUTDOWN_TIMEOUT_MS + 5 s.
-// The fix belongs in plugins/sessions.ts: when the drain bound passes, destroy what is left
-// (store.close()) so the hung calls fail (401 SESSION_LOST) and their answers go out.
-test('a call that hangs past SHUTDOWN_TIMEOUT_MS does not hold the process', {
-  todo: 'plugins/sessions.ts preClose must destroy the sockets left when the drain bound passes'
-}, async (t) => {
+// SHUTDOWN_TIMEOUT_MS bounds the sessions' drain (plugins/sessions.ts preClose); past it the
+// remaining pinned sockets are destroyed, so a call hanging on one is answered (401 SESSION_LOST)
+// instead of holding server.close() until LEGACY_TIMEOUT_MS.
+test('a call that hangs past SHUTDOWN_TIMEOUT_MS does not hold the process', async (t) => {
   const sim = await startSimulator(t)
   const gw = await startGateway(t, { LEGACY_URL: sim.rpcUrl, SHUTDOWN_TIMEOUT_MS: '500', LEGACY_TIMEOUT_MS: '30000' })
   const cookie = await loginOver(gw.url, 'alice')
