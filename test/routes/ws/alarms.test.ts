@@ -269,3 +269,18 @@ test('invalid ?since is 400', async (t) => {
   })
   t.equal(code, 400)
 })
+
+test('shutdown: WebSockets close with 1001 and the gateway unsubscribes', async (t) => {
+  const { app, sim, wsUrl, url } = await setup(t)
+  t.equal(sim.subscribers.length, 1)
+  // A WebSocket without a session cannot exist, so log in through the app itself.
+  const res = await fetch(`${url}/api/login`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify({ username: 'alice', password: 'alice' }) })
+  const rec = new Recorder(wsUrl, cookieHeader(res), url)
+  await rec.opened
+  await app.close()
+  t.equal(await rec.closed, 1001)
+  t.same(rec.frames.at(-1), { type: 'session', state: 'lost' }, 'told that its session is over')
+  const end = Date.now() + 2000
+  while (sim.subscribers.length > 0 && Date.now() < end) await sleep(10)
+  t.equal(sim.subscribers.length, 0, 'the unsubscribe datagram reached the alarm server')
+})
