@@ -76,7 +76,10 @@ async function sessions (fastify: FastifyInstance): Promise<void> {
     }
     store.touch(session)
     request.session = session
-    request.log = request.log.child({ user: session.user })
+    // setBindings, not child(): no second logger object per request on the hot path. (Without a
+    // logger Fastify's stand-in has no bindings at all.)
+    const log = request.log as typeof request.log & { setBindings?: (bindings: Record<string, unknown>) => void }
+    log.setBindings?.({ user: session.user })
   })
 
   // Shutdown: log every session out on the legacy side (each logout queues behind the calls
