@@ -137,7 +137,12 @@ export class PinnedUpstream extends EventEmitter<PinnedUpstreamEvents> {
       // undici closes the socket after HEAD to survive servers that send a body anyway.
       if (req.method === 'HEAD') options.reset = false
       const res = await this.pool.request(options)
-      const body = await this.readBody(res.body)
+      const length = Number(res.headers['content-length'])
+      // The common case, a declared length within bounds, is read in one go (undici enforces the
+      // length); otherwise chunk by chunk with the size bound.
+      const body = Number.isInteger(length) && length <= this.opts.maxResponseBytes
+        ? Buffer.from(await res.body.arrayBuffer())
+        : await this.readBody(res.body)
       return { statusCode: res.statusCode, headers: res.headers, body }
     } catch (err) {
       throw this.classify(err)

@@ -370,3 +370,16 @@ test('a bodyless request that still says application/json', async (t) => {
   const logout = await app.inject({ method: 'POST', url: '/api/logout', headers: { ...JSON_HEADERS, cookie } })
   t.equal(logout.statusCode, 204)
 })
+
+test('an answer over UPSTREAM_MAX_RESPONSE_BYTES is drained: 502, and the session goes on', async (t) => {
+  const { app, sim } = await build(t, { env: { UPSTREAM_MAX_RESPONSE_BYTES: '2048' } })
+  const cookie = await login(app, 'alice')
+  const socket = (await rpc(app, cookie, 'whoami')).json().result.socket
+  const big = await rpc(app, cookie, 'echo', ['x'.repeat(4000)])
+  t.equal(big.statusCode, 502)
+  t.equal(big.json().code, 'BAD_UPSTREAM_RESPONSE')
+  const after = await rpc(app, cookie, 'whoami')
+  t.equal(after.statusCode, 200)
+  t.equal(after.json().result.socket, socket, 'same socket: the rest of the answer was read and dropped')
+  t.equal(sim.sockets().filter(s => s.user === 'alice').length, 1)
+})
