@@ -21,6 +21,8 @@ interface Client {
 // writev per client per alarm); a 10 ms window costs at most 10 ms of latency.
 const FLUSH_MS = 10
 const FLUSH_AT = 64
+// A batch stays well under WS_MAX_BUFFERED_BYTES, so one batch can never look like a slow client.
+const FLUSH_BYTES = 64 * 1024
 
 const SinceQuery = Type.Object({
   since: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$' }))
@@ -85,6 +87,7 @@ export default async function alarmWsRoutes (fastify: FastifyInstance): Promise<
   }
 
   let pending: AlarmEntry[] = []
+  let pendingBytes = 0
   let flushTimer: NodeJS.Timeout | undefined
 
   const flush = (): void => {
@@ -92,20 +95,22 @@ export default async function alarmWsRoutes (fastify: FastifyInstance): Promise<
     flushTimer = undefined
     const batch = pending
     pending = []
+    pendingBytes = 0
     const last = batch.at(-1)
     if (last === undefined || feed === null) return
     let sent = 0
     for (const client of clients) {
       if (client.after >= last.seq) continue
+      // Judged before the batch: while corked, even a fast reader's bufferedAmount holds the batch.
+      if (client.socket.bufferedAmount > config.wsMaxBufferedBytes) {
+        cutOff(client)
+        continue
+      }
       // ws corks each frame's header and payload; corking the batch makes it one write.
       const raw = (client.socket as unknown as { _socket?: { cork?: () => void, uncork?: () => void } })._socket
       raw?.cork?.()
       for (const entry of batch) {
         if (entry.seq <= client.after) continue
-        if (client.socket.bufferedAmount > config.wsMaxBufferedBytes) {
-          cutOff(client)
-          break
-        }
         send(client, entry.frame)
         client.after = entry.seq
         sent++
@@ -118,7 +123,8 @@ export default async function alarmWsRoutes (fastify: FastifyInstance): Promise<
   if (feed) {
     feed.on('alarm', (entry: AlarmEntry) => {
       pending.push(entry)
-      if (pending.length >= FLUSH_AT) flush()
+      pendingBytes += entry.frame.length
+      if (pending.length >= FLUSH_AT || pendingBytes >= FLUSH_BYTES) flush()
       else flushTimer ??= setTimeout(flush, FLUSH_MS)
     })
   }
@@ -126,6 +132,8 @@ export default async function alarmWsRoutes (fastify: FastifyInstance): Promise<
   fastify.sessions.on('end', (session, reason) => {
     const set = bySession.get(session)
     if (set === undefined) return
+    // Alarms published before the session ended still go out before its notice.
+    flush()
     const frame = JSON.stringify({ type: 'session', state: noticeFor(reason) })
     for (const client of [...set]) {
       send(client, frame)

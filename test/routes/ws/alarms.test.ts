@@ -284,3 +284,26 @@ test('shutdown: WebSockets close with 1001 and the gateway unsubscribes', async 
   while (sim.subscribers.length > 0 && Date.now() < end) await sleep(10)
   t.equal(sim.subscribers.length, 0, 'the unsubscribe datagram reached the alarm server')
 })
+
+test('batched fan-out: alarms published before a session ends arrive before its notice', async (t) => {
+  const { app, sim, wsUrl, loginAs, url } = await setup(t)
+  const rec = new Recorder(wsUrl, await loginAs('alice'), url)
+  await rec.opened
+  await sim.sendAlarms(3)
+  while ((app.alarms?.lastSeq ?? 0) < 3) await new Promise(resolve => setImmediate(resolve))
+  const session = [...app.sessions.all()][0]
+  if (session === undefined) throw new Error('no session')
+  await app.sessions.logout(session, 'logout')
+  await rec.closed
+  t.same(rec.frames.slice(1).map(f => f.type === 'alarm' ? f.seq : f.state), [1, 2, 3, 'logout'])
+})
+
+test('batched fan-out: a client that reads is never cut off by the size of one batch', async (t) => {
+  const { app, sim, wsUrl, loginAs, url } = await setup(t, { WS_MAX_BUFFERED_BYTES: '65536' })
+  const rec = new Recorder(wsUrl, await loginAs('alice'), url)
+  await rec.opened
+  await sim.sendAlarms(80, { message: 'x'.repeat(15_000) })
+  await rec.until(r => r.alarms().length >= 80)
+  t.equal(app.alarms?.stats.dropped.slowClient, 0)
+  t.equal(app.alarms?.clients, 1)
+})
