@@ -75,7 +75,8 @@ export async function startGateway (t: Test, env: Record<string, string>, opts: 
   })
   child.stderr?.on('data', (chunk: string) => { text += chunk })
   const exited = new Promise<number | string>((resolve) => {
-    child.once('exit', (code, signal) => {
+    // 'close', not 'exit': by then stdout is read to the end, so every log line is in `logs`.
+    child.once('close', (code, signal) => {
       resolve(code ?? signal ?? 'unknown')
       for (const wake of waiters) wake()
     })

@@ -188,7 +188,11 @@ test('nginx in front of two instances: routing by lg_inst, WebSocket, X-Forwarde
   t.equal(counts.gw1 + counts.gw2, 10, 'every login named its instance')
   t.ok(counts.gw1 > 0 && counts.gw2 > 0, `logins land on both instances (${counts.gw1}/${counts.gw2})`)
   for (const b of browsers) {
-    const logged = byName[b.instance]?.logs.some(l => l.msg === 'session opened' && l.user === b.user)
+    // The log line may still be in the pipe when the answer has already arrived: wait for it.
+    const gw = byName[b.instance]
+    const logged = gw === undefined
+      ? false
+      : await gw.waitForLog(l => l.msg === 'session opened' && l.user === b.user, 3000).then(() => true, () => false)
     t.ok(logged, `${b.user}'s session lives on ${b.instance}, as lg_inst says`)
   }
 
