@@ -14,6 +14,11 @@ interface Client {
   alive: boolean
   /** The last seq this client has been sent or deliberately not sent (before it joined). */
   after: number
+  /**
+   * Bytes of its ?since= replay: a reading client may be that far above WS_MAX_BUFFERED_BYTES
+   * until it has caught up (the replayed frames are the ring buffer's own, so this costs nothing).
+   */
+  slack: number
 }
 
 // Alarms are fanned out in small batches: one write (corked) per client per batch instead of one
@@ -102,10 +107,12 @@ export default async function alarmWsRoutes (fastify: FastifyInstance): Promise<
     for (const client of clients) {
       if (client.after >= last.seq) continue
       // Judged before the batch: while corked, even a fast reader's bufferedAmount holds the batch.
-      if (client.socket.bufferedAmount > config.wsMaxBufferedBytes) {
+      const buffered = client.socket.bufferedAmount
+      if (buffered > config.wsMaxBufferedBytes + client.slack) {
         cutOff(client)
         continue
       }
+      if (buffered <= config.wsMaxBufferedBytes) client.slack = 0
       // ws corks each frame's header and payload; corking the batch makes it one write.
       const raw = (client.socket as unknown as { _socket?: { cork?: () => void, uncork?: () => void } })._socket
       raw?.cork?.()
@@ -165,7 +172,7 @@ export default async function alarmWsRoutes (fastify: FastifyInstance): Promise<
   }, (socket, request) => {
     const session = request.session as Session
     // Whatever the feed holds now is either replayed below (?since=) or before this client's time.
-    const client: Client = { socket, session, alive: true, after: feed?.lastSeq ?? 0 }
+    const client: Client = { socket, session, alive: true, after: feed?.lastSeq ?? 0, slack: 0 }
     session.websockets++
     fastify.sessions.touch(session)
     socket.on('pong', () => { client.alive = true })
@@ -178,7 +185,10 @@ export default async function alarmWsRoutes (fastify: FastifyInstance): Promise<
       // Replay and joining the live set happen in the same tick: no alarm can fall in between.
       const { gap, entries } = feed.since(Number(since))
       if (gap !== undefined) send(client, JSON.stringify({ type: 'gap', from: gap.from, to: gap.to }))
-      for (const entry of entries) send(client, entry.frame)
+      for (const entry of entries) {
+        send(client, entry.frame)
+        client.slack += entry.frame.length
+      }
     }
     if (session.ended !== undefined) {
       // The session ended between the upgrade check and now.

@@ -17,8 +17,7 @@
  *
  * Helpers live in test/chaos/; the invariants are listed in test/chaos/invariants.ts.
  */
-import { test } from 'tap'
-import tap from 'tap'
+import tap, { test } from 'tap'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
@@ -62,8 +61,8 @@ const CONNECTIONS_CHECK_MS = 30_000
 // After the run, with everything closed and after a full GC: how far memory may stay above the
 // baseline taken after the warm-up. The heap bound is the leak check; RSS also holds pages V8
 // and the allocator keep for reuse, hence the wider bound.
-const HEAP_BOUND_MB = 24
-const RSS_BOUND_MB = 128
+const HEAP_BOUND_MB = 16
+const RSS_BOUND_MB = 96
 // Active handles (sockets, servers, timers that keep the loop alive) above the baseline.
 const HANDLES_SLACK = 2
 

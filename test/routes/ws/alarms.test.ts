@@ -307,3 +307,21 @@ test('batched fan-out: a client that reads is never cut off by the size of one b
   t.equal(app.alarms?.stats.dropped.slowClient, 0)
   t.equal(app.alarms?.clients, 1)
 })
+
+test('a replay larger than WS_MAX_BUFFERED_BYTES does not get a reading client cut off', async (t) => {
+  const { app, sim, wsUrl, loginAs, url } = await setup(t, { WS_MAX_BUFFERED_BYTES: '65536' })
+  const cookie = await loginAs('alice')
+  const probe = new Recorder(wsUrl, cookie, url)
+  await probe.opened
+  await sim.sendAlarms(1000, { message: 'x'.repeat(12_000) })
+  await probe.until(r => r.alarms().length >= 1000)
+  probe.ws.close()
+  await probe.closed
+  const rec = new Recorder(`${wsUrl}?since=0`, cookie, url)
+  await rec.opened
+  // Live alarms right behind a 12 MB replay (more than the kernel's socket buffers hold).
+  await sim.sendAlarms(5)
+  await rec.until(r => r.alarms().length >= 1005)
+  t.same(rec.alarms().map(a => a.seq), Array.from({ length: 1005 }, (_, i) => i + 1))
+  t.equal(app.alarms?.stats.dropped.slowClient, 0, 'not cut off')
+})
