@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import rateLimit from '@fastify/rate-limit'
 import { RateLimited } from '../../lib/errors.js'
+import { SESSION_COOKIE } from '../../plugins/sessions.js'
 
 const LoginBody = Type.Object({
   username: Type.String({ minLength: 1, maxLength: 256 }),
@@ -33,7 +34,8 @@ export default async function loginRoute (fastify: FastifyInstance): Promise<voi
     const { username, password } = request.body
     const { session, result } = await fastify.sessions.login(username, password)
     // A browser that logs in again gives up its previous session and socket.
-    const previous = request.cookies.lg_sid !== undefined ? fastify.sessions.get(request.cookies.lg_sid) : undefined
+    const previousId = request.cookies[SESSION_COOKIE]
+    const previous = previousId !== undefined ? fastify.sessions.get(previousId) : undefined
     if (previous !== undefined && previous !== session) {
       fastify.sessions.logout(previous, 'replaced').catch(() => {})
     }

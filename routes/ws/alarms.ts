@@ -141,11 +141,12 @@ export default async function alarmWsRoutes (fastify: FastifyInstance): Promise<
     if (set === undefined) return
     // Alarms published before the session ended still go out before its notice.
     flush()
-    const frame = JSON.stringify({ type: 'session', state: noticeFor(reason) })
+    const state = noticeFor(reason)
+    const frame = JSON.stringify({ type: 'session', state })
     for (const client of [...set]) {
       send(client, frame)
       remove(client)
-      client.socket.close(reason === 'shutdown' ? 1001 : 1000, `session ${noticeFor(reason)}`)
+      client.socket.close(reason === 'shutdown' ? 1001 : 1000, `session ${state}`)
     }
   })
 
