@@ -19,6 +19,53 @@ import { Pool, buildConnector, type Dispatcher } from 'undici'
 // setTimeout's ceiling (about 24.8 days); undici arms its keep-alive timer with a native timer.
 const MAX_TIMER_MS = 2 ** 31 - 1
 
+type Connector = ReturnType<typeof buildConnector>
+// One connector per connect timeout, shared by all sessions: building one per session costs a TLS
+// session cache (a Map and a FinalizationRegistry) and its closures, per session, for nothing.
+const connectors = new Map<number, Connector>()
+function connectorFor (timeout: number): Connector {
+  let connector = connectors.get(timeout)
+  if (connector === undefined) {
+    connector = buildConnector({ timeout, keepAlive: true, keepAliveInitialDelay: 30_000 })
+    connectors.set(timeout, connector)
+  }
+  return connector
+}
+
+interface WaitingQueue<T> { isEmpty: () => boolean, push: (item: T) => void, shift: () => T | null }
+
+/**
+ * The queue a Pool keeps calls in while its one connection is busy. undici's own (FixedQueue)
+ * pre-allocates 2,048 slots, 16 KB per Pool, more than everything else a session costs together;
+ * here at most SESSION_QUEUE_MAX calls ever wait, so a plain array does.
+ */
+class SmallQueue<T> implements WaitingQueue<T> {
+  private readonly items: T[] = []
+  isEmpty (): boolean { return this.items.length === 0 }
+  push (item: T): void { this.items.push(item) }
+  shift (): T | null { return this.items.shift() ?? null }
+}
+
+/**
+ * Swaps the Pool's FixedQueue for a SmallQueue. The queue is an undici internal (a class field
+ * under `Symbol('queue')` in lib/dispatcher/pool-base.js): it is only replaced when it is found in
+ * exactly that shape and empty; otherwise the Pool keeps its own queue (correct, only larger).
+ * test/lib/pinned-upstream.test.ts fails if an undici upgrade stops this from applying.
+ */
+export function compactPoolQueue (pool: Pool): boolean {
+  const target = pool as unknown as Record<symbol, unknown>
+  for (const key of Object.getOwnPropertySymbols(pool)) {
+    if (key.description !== 'queue') continue
+    const queue = target[key] as Partial<WaitingQueue<unknown>> | undefined
+    if (typeof queue?.isEmpty === 'function' && typeof queue.push === 'function' &&
+      typeof queue.shift === 'function' && queue.isEmpty()) {
+      target[key] = new SmallQueue()
+      return true
+    }
+  }
+  return false
+}
+
 export type UpstreamFailure =
   | 'unavailable' // never connected: the legacy server refused or did not accept the connection
   | 'lost' // the pinned socket closed, or the session was closed locally
@@ -79,7 +126,7 @@ export class PinnedUpstream extends EventEmitter<PinnedUpstreamEvents> {
     super()
     this.origin = new URL(origin).origin
     this.opts = opts
-    const connectOnce = buildConnector({ timeout: opts.connectTimeoutMs, keepAlive: true, keepAliveInitialDelay: 30_000 })
+    const connectOnce = connectorFor(opts.connectTimeoutMs)
     this.pool = new Pool(this.origin, {
       connections: 1,
       pipelining: 1,
@@ -105,6 +152,7 @@ export class PinnedUpstream extends EventEmitter<PinnedUpstreamEvents> {
         })
       }
     })
+    compactPoolQueue(this.pool)
     this.pool.on('connect', () => {
       if (this.state === 'new') this.state = 'connected'
     })
