@@ -14,19 +14,27 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import http from 'node:http'
 import { Client, Pool } from 'undici'
+import { PinnedUpstream } from '../lib/pinned-upstream.js'
+import { encodeCall } from '../lib/xmlrpc.js'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { startChild, type Child } from './lib/processes.js'
 import { flag, listOption, log, numberOption, option, printResult, round, table } from './lib/common.js'
 import { heapGrowth, heapTable } from './lib/heap.js'
+import { gatewayUser, seedStyleUser } from './lib/clients.js'
 
 type System = 'legacy-gateway' | 'seed-style'
 const SYSTEMS: System[] = ['legacy-gateway', 'seed-style']
 const WARMUP = 100
+// Echo calls made after the warm-up logins, before the baseline: a system that has served some
+// traffic has grown V8's young generation to its working size (up to 32 MB), which would otherwise
+// land in the first step's RSS of whichever system had not grown it yet.
+const WARMUP_CALLS = 20_000
 const KB = 1024
 
-interface Memory { rss: number, heapUsed: number, external: number }
+interface Memory { rss: number, heapUsed: number, heapTotal: number, external: number }
 interface Step {
   system: System
   sessions: number
@@ -39,7 +47,7 @@ interface Step {
 
 function memoryOf (usage: NodeJS.MemoryUsage): Memory {
   // external includes arrayBuffers (undici's llhttp runs in WebAssembly memory, an ArrayBuffer).
-  return { rss: usage.rss, heapUsed: usage.heapUsed, external: usage.external }
+  return { rss: usage.rss, heapUsed: usage.heapUsed, heapTotal: usage.heapTotal, external: usage.external }
 }
 
 async function loginMany (pool: Pool, system: System, from: number, to: number, concurrency: number): Promise<number> {
@@ -68,26 +76,73 @@ function gatewayEnv (sim: Child, maxSessions: number): Record<string, string> {
 }
 
 /**
- * Heap of an (unconnected) undici Pool limited to one connection, against a Client: what
- * lib/pinned-upstream.ts pays per session for using a Pool.
+ * The floor under a session: the heap one idle, logged-in keep-alive connection costs with each
+ * transport, measured in this process against the simulator (`n` of each, one login call on each,
+ * then idle). `pinned-upstream` is what the gateway uses (an undici Pool of one connection with its
+ * queue compacted); `undici Pool (stock)` is the same Pool with undici's 2,048-slot queue;
+ * `http.Agent` is what seed-style keeps per user.
  */
-function poolVersusClient (): { poolBytes: number, clientBytes: number } {
+async function transportFloor (rpcUrl: string, n: number): Promise<Array<{ transport: string, heapBytes: number }>> {
   setFlagsFromString('--expose-gc')
   const gc = runInNewContext('gc') as () => void
-  const cost = (make: () => unknown): number => {
-    const keep: unknown[] = []
+  const url = new URL(rpcUrl)
+  const loginBody = (i: number): string => encodeCall('login', [`f${i}`, `f${i}`])
+  const upstreamOpts = { queueMax: 256, timeoutMs: 30_000, connectTimeoutMs: 10_000, maxResponseBytes: 1 << 24 }
+  const cost = async (open: (i: number) => Promise<() => unknown>): Promise<number> => {
+    // A first, unmeasured round compiles the code paths, which would otherwise count against the first transport.
+    await warm(open)
+    const closers: Array<() => unknown> = []
+    gc()
     gc()
     const before = process.memoryUsage().heapUsed
-    for (let i = 0; i < 2000; i++) keep.push(make())
+    for (let i = 0; i < n; i += 50) {
+      closers.push(...await Promise.all(Array.from({ length: Math.min(50, n - i) }, async (_, j) => await open(i + j))))
+    }
+    await delay(200)
     gc()
-    const bytes = (process.memoryUsage().heapUsed - before) / keep.length
-    for (const k of keep) (k as Client).destroy().catch(() => {})
+    gc()
+    const bytes = (process.memoryUsage().heapUsed - before) / n
+    await Promise.all(closers.map(async close => { await close() }))
     return Math.round(bytes)
   }
-  return {
-    poolBytes: cost(() => new Pool('http://127.0.0.1:9', { connections: 1, pipelining: 1 })),
-    clientBytes: cost(() => new Client('http://127.0.0.1:9', { pipelining: 1 }))
+  const warm = async (open: (i: number) => Promise<() => unknown>): Promise<void> => {
+    const closers = await Promise.all(Array.from({ length: 50 }, async (_, i) => await open(n + i)))
+    await Promise.all(closers.map(async close => { await close() }))
   }
+  const viaDispatcher = (make: () => Pool | Client) => async (i: number): Promise<() => unknown> => {
+    const d = make()
+    const res = await d.request({ method: 'POST', path: url.pathname, headers: { 'content-type': 'text/xml' }, body: loginBody(i) })
+    await res.body.text()
+    return async () => { await d.destroy() }
+  }
+  const longKeepAlive = { keepAliveTimeout: 2 ** 31 - 1, keepAliveMaxTimeout: 2 ** 31 - 1, pipelining: 1 }
+  const rows: Array<{ transport: string, heapBytes: number }> = []
+  rows.push({
+    transport: 'pinned-upstream (gateway)',
+    heapBytes: await cost(async (i) => {
+      const up = new PinnedUpstream(rpcUrl, upstreamOpts)
+      await up.request({ method: 'POST', path: url.pathname, headers: { 'content-type': 'text/xml' }, body: loginBody(i) })
+      return async () => { await up.destroy() }
+    })
+  })
+  rows.push({ transport: 'undici Pool (stock), 1 connection', heapBytes: await cost(viaDispatcher(() => new Pool(url.origin, { connections: 1, ...longKeepAlive }))) })
+  rows.push({ transport: 'undici Client', heapBytes: await cost(viaDispatcher(() => new Client(url.origin, longKeepAlive))) })
+  rows.push({
+    transport: 'http.Agent (seed-style)',
+    heapBytes: await cost(async (i) => {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+      await new Promise<void>((resolve, reject) => {
+        const req = http.request({ agent, host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'text/xml' } }, (res) => {
+          res.resume()
+          res.on('end', resolve)
+        })
+        req.on('error', reject)
+        req.end(loginBody(i))
+      })
+      return () => { agent.destroy() }
+    })
+  })
+  return rows
 }
 
 /** Heap snapshots of the gateway before and after `n` more sessions: what one session holds. */
@@ -108,15 +163,24 @@ async function explain (n: number, concurrency: number): Promise<void> {
     await gateway.heapSnapshot(files[1] as string)
     const rows = heapGrowth(files[0] as string, files[1] as string, n)
     process.stdout.write(`legacy-gateway: V8 heap growth per idle session (snapshots before and after ${n} logins)\n\n${heapTable(rows)}\n\n`)
-    const undici = poolVersusClient()
-    process.stdout.write(`undici, heap per instance (not connected): Pool { connections: 1 } ${undici.poolBytes} B, Client ${undici.clientBytes} B\n`)
-    printResult('sessions-explain', { sessions: n, perSession: rows, undici })
+    const floor = await transportFloor(sim.rpcUrl as string, n)
+    process.stdout.write(`The transport alone: heap per idle, logged-in keep-alive connection (${n} of each, in this process)\n\n` +
+      table(['transport', 'heap B/connection'], floor.map(r => [r.transport, r.heapBytes])) + '\n\n')
+    printResult('sessions-explain', { sessions: n, perSession: rows, transportFloor: floor })
   } finally {
     await pool.destroy()
     await gateway.kill()
     await sim.kill()
     for (const f of files) rmSync(f, { force: true })
   }
+}
+
+async function warmUp (system: System, url: string, users: number): Promise<void> {
+  const all = await Promise.all(Array.from({ length: users }, async (_, i) =>
+    system === 'legacy-gateway' ? await gatewayUser(url, `w${i}`) : await seedStyleUser(url, `w${i}`)))
+  let left = WARMUP_CALLS
+  await Promise.all(all.map(async u => { while (left-- > 0) await u.call() }))
+  await Promise.all(all.map(async u => { await u.close() }))
 }
 
 async function measureSystem (system: System, steps: number[], concurrency: number): Promise<Step[]> {
@@ -135,6 +199,7 @@ async function measureSystem (system: System, steps: number[], concurrency: numb
     pools.push(pool)
 
     await loginMany(pool, system, 0, WARMUP, concurrency)
+    await warmUp(system, sut.url, concurrency)
     await delay(500)
     const base = memoryOf(await sut.memory())
     const result: Step[] = []
@@ -156,7 +221,7 @@ async function measureSystem (system: System, steps: number[], concurrency: numb
         rssMB: round(now.rss / KB / KB, 1)
       })
       log(`${system}: ${n} sessions (+${added} at ${Math.round(rate)} logins/s), RSS ${round(now.rss / KB / KB, 1)} MB, ` +
-        `${per(now.rss, base.rss)} KB RSS and ${per(now.heapUsed, base.heapUsed)} KB heap per session`)
+        `${per(now.rss, base.rss)} KB RSS, ${per(now.heapUsed, base.heapUsed)} KB heap used, ${per(now.heapTotal, base.heapTotal)} KB heap committed per session`)
     }
     return result
   } finally {

@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
 import { Pool, buildConnector, type Dispatcher } from 'undici'
 
@@ -103,11 +102,9 @@ export interface PinnedUpstreamOptions {
 
 export type PinnedState = 'new' | 'connected' | 'lost' | 'closed'
 
-export interface PinnedUpstreamEvents {
-  lost: [kind: 'lost' | 'timeout', cause: Error | undefined]
-}
+export type LostListener = (kind: 'lost' | 'timeout', cause: Error | undefined) => void
 
-export class PinnedUpstream extends EventEmitter<PinnedUpstreamEvents> {
+export class PinnedUpstream {
   readonly origin: string
   state: PinnedState = 'new'
   /** Calls on the wire or waiting for it. */
@@ -115,6 +112,11 @@ export class PinnedUpstream extends EventEmitter<PinnedUpstreamEvents> {
   /** The local port of the pinned socket (for logs and tests), once connected. */
   localPort: number | undefined
   lastUsedAt = Date.now()
+  /**
+   * Called once when the pinned socket is lost (not after close() or destroy()). A property rather
+   * than an EventEmitter: there is one listener, the session store, and ten thousand sessions.
+   */
+  onLost: LostListener | undefined
   private readonly pool: Pool
   private readonly opts: PinnedUpstreamOptions
   private socket: Socket | undefined
@@ -122,8 +124,8 @@ export class PinnedUpstream extends EventEmitter<PinnedUpstreamEvents> {
   private lossKind: 'lost' | 'timeout' = 'lost'
   private destroyed = false
 
+  /** `opts` is kept, not copied: the session store passes one object to all its sessions. */
   constructor (origin: URL | string, opts: PinnedUpstreamOptions) {
-    super()
     this.origin = new URL(origin).origin
     this.opts = opts
     const connectOnce = connectorFor(opts.connectTimeoutMs)
@@ -148,14 +150,12 @@ export class PinnedUpstream extends EventEmitter<PinnedUpstreamEvents> {
           }
           this.socket = socket
           this.localPort = socket.localPort
+          if (this.state === 'new') this.state = 'connected'
           callback(null, socket)
         })
       }
     })
     compactPoolQueue(this.pool)
-    this.pool.on('connect', () => {
-      if (this.state === 'new') this.state = 'connected'
-    })
     this.pool.on('disconnect', (_origin, _targets, err) => {
       this.markLost(err)
     })
@@ -245,7 +245,9 @@ export class PinnedUpstream extends EventEmitter<PinnedUpstreamEvents> {
     if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') this.lossKind = 'timeout'
     this.socket?.destroy()
     this.pool.destroy(new UpstreamError('lost', 'the pinned connection closed')).catch(() => {})
-    this.emit('lost', this.lossKind, cause)
+    const onLost = this.onLost
+    this.onLost = undefined
+    onLost?.(this.lossKind, cause)
   }
 
   /** Closes the socket after the calls already queued; no event. */

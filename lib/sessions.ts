@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
-import { PinnedUpstream, UpstreamError, type PinnedRequest, type PinnedResponse } from './pinned-upstream.js'
+import { PinnedUpstream, UpstreamError, type PinnedRequest, type PinnedResponse, type PinnedUpstreamOptions } from './pinned-upstream.js'
 import { encodeCall, decodeResponse, XmlRpcParseError, type JsonValue } from './xmlrpc.js'
 import { decodeXml, encodeText } from './charset.js'
 import {
@@ -89,6 +89,7 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
   private readonly opts: Required<Omit<SessionStoreOptions, 'heartbeatMethod' | 'logger'>> & Pick<SessionStoreOptions, 'heartbeatMethod'>
   private readonly log: NonNullable<SessionStoreOptions['logger']>
   private readonly rpcPath: string
+  private readonly upstreamOpts: PinnedUpstreamOptions
   private readonly xmlDeclaration: { encoding?: string }
   private readonly sweepTimer: NodeJS.Timeout
   private readonly heartbeatTimer: NodeJS.Timeout | undefined
@@ -99,6 +100,12 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
     this.opts = { heartbeatMs: 0, ...opts }
     this.log = opts.logger ?? noopLogger
     this.rpcPath = opts.legacyUrl.pathname + opts.legacyUrl.search
+    this.upstreamOpts = {
+      queueMax: opts.queueMax,
+      timeoutMs: opts.timeoutMs,
+      connectTimeoutMs: opts.connectTimeoutMs,
+      maxResponseBytes: opts.maxResponseBytes
+    }
     this.xmlDeclaration = opts.charset === 'utf-8' ? {} : { encoding: opts.charset.toUpperCase() }
     const sweepMs = Math.min(Math.max(Math.floor(opts.idleMs / 4), 50), 30_000)
     this.sweepTimer = setInterval(() => this.sweep(), sweepMs).unref()
@@ -136,12 +143,7 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
       throw new TooManySessions(this.opts.maxSessions)
     }
     this.loginsInFlight++
-    const upstream = new PinnedUpstream(this.opts.legacyUrl, {
-      queueMax: this.opts.queueMax,
-      timeoutMs: this.opts.timeoutMs,
-      connectTimeoutMs: this.opts.connectTimeoutMs,
-      maxResponseBytes: this.opts.maxResponseBytes
-    })
+    const upstream = new PinnedUpstream(this.opts.legacyUrl, this.upstreamOpts)
     let result: JsonValue
     try {
       result = await this.rpc(upstream, this.opts.loginMethod, [username, password])
@@ -170,10 +172,10 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
       ended: undefined
     }
     this.sessions.set(session.id, session)
-    upstream.once('lost', (kind, cause) => {
+    upstream.onLost = (kind, cause) => {
       this.log.warn({ user: session.user, kind, err: cause?.message }, 'pinned legacy connection lost')
       this.end(session, kind === 'timeout' ? 'timeout' : 'lost')
-    })
+    }
     this.log.info({ user: session.user, localPort: upstream.localPort }, 'session opened')
     this.emit('open', session)
     return { session, result }

@@ -91,7 +91,7 @@ test('a socket lost with calls queued fails every one of them as lost, and never
   const srv = await holdingServer(t)
   const up = new PinnedUpstream(srv.url, OPTS)
   t.teardown(async () => { await up.destroy() })
-  const lost = new Promise(resolve => up.once('lost', resolve))
+  const lost = new Promise(resolve => { up.onLost = resolve })
   const calls = [1, 2, 3].map(async i => await up.request({ method: 'POST', path: '/RPC2', body: `call ${i}` }))
   await srv.waitFor(1)
   ;(srv.held[0] as Held).req.socket.destroy()
