@@ -104,6 +104,12 @@ export type PinnedState = 'new' | 'connected' | 'lost' | 'closed'
 
 export type LostListener = (kind: 'lost' | 'timeout', cause: Error | undefined) => void
 
+function closesConnection (header: string | string[] | undefined): boolean {
+  if (header === undefined) return false
+  const values = Array.isArray(header) ? header : [header]
+  return values.some(v => v.split(',').some(token => token.trim().toLowerCase() === 'close'))
+}
+
 export class PinnedUpstream {
   readonly origin: string
   state: PinnedState = 'new'
@@ -191,6 +197,10 @@ export class PinnedUpstream {
       const body = Number.isInteger(length) && length <= this.opts.maxResponseBytes
         ? Buffer.from(await res.body.arrayBuffer())
         : await this.readBody(res.body)
+      // The server closes the socket after this answer (and undici would too): this answer is
+      // good, the login on the socket is not. Said now, not when the close event comes, so that a
+      // login answered this way never becomes a session.
+      if (closesConnection(res.headers.connection)) this.markLost(new UpstreamError('lost', 'the legacy server answered with Connection: close'))
       return { statusCode: res.statusCode, headers: res.headers, body }
     } catch (err) {
       throw this.classify(err)

@@ -161,6 +161,11 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
       await upstream.destroy()
       throw new ShuttingDown()
     }
+    if (!upstream.connected) {
+      // The socket went away with (or right after) the login's answer: no session can live on it.
+      await upstream.destroy()
+      throw new UpstreamUnavailable('the legacy server closed the connection after the login')
+    }
     const now = Date.now()
     const session: Session = {
       id: randomBytes(32).toString('base64url'),

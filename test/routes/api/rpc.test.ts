@@ -1,6 +1,9 @@
 import { test } from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { build, login, rpc, cookieHeader, JSON_HEADERS } from '../../helper.js'
+import { encodeResponse } from '../../../lib/xmlrpc.js'
 
 interface WhoAmI { user: string, socket: number }
 
@@ -382,4 +385,39 @@ test('an answer over UPSTREAM_MAX_RESPONSE_BYTES is drained: 502, and the sessio
   t.equal(after.statusCode, 200)
   t.equal(after.json().result.socket, socket, 'same socket: the rest of the answer was read and dropped')
   t.equal(sim.sockets().filter(s => s.user === 'alice').length, 1)
+})
+
+test('a legacy answer with Connection: close ends the session it came on (the answer itself is delivered)', async (t) => {
+  // Some legacy servers close after an answer (HTTP/1.0 style, or on their own errors).
+  let closeAfter = new Set<string>()
+  const server = createServer((req, res) => {
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (c: string) => { body += c })
+    req.on('end', () => {
+      const method = /<methodName>([^<]*)<\/methodName>/.exec(body)?.[1] ?? ''
+      res.writeHead(200, { 'content-type': 'text/xml', ...(closeAfter.has(method) ? { connection: 'close' } : {}) })
+      res.end(encodeResponse(method === 'login' ? 'welcome' : `did ${method}`))
+    })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const { port } = server.address() as AddressInfo
+  const { app } = await build(t, { env: { LEGACY_URL: `http://127.0.0.1:${port}/RPC2` } })
+
+  closeAfter = new Set(['login'])
+  const refused = await app.inject({ method: 'POST', url: '/api/login', headers: JSON_HEADERS, payload: { username: 'alice', password: 'alice' } })
+  t.equal(refused.statusCode, 503, 'a login whose socket closes with its answer is no login')
+  t.equal(refused.json().code, 'UPSTREAM_UNAVAILABLE')
+  t.equal(app.sessions.size, 0, 'and leaves no session behind')
+
+  closeAfter = new Set(['bye'])
+  const cookie = await login(app, 'bob')
+  const last = await rpc(app, cookie, 'bye')
+  t.equal(last.statusCode, 200, 'the answer that came with Connection: close is delivered')
+  t.same(last.json(), { result: 'did bye' })
+  const after = await rpc(app, cookie, 'echo')
+  t.equal(after.statusCode, 401)
+  t.equal(after.json().code, 'SESSION_LOST', 'then the session is over: never a call on a new socket')
+  t.equal(app.sessions.size, 0)
 })
