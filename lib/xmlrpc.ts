@@ -443,8 +443,10 @@ function checkBlank (entry: Entry, where: string): void {
  * Decodes the common shape of a methodResponse in one pass over the text, without building a tree:
  * the gateway decodes one per call, and the tree path (validator, parser, walk) costs about a
  * quarter of its CPU per call (docs/BENCHMARKS.md). It accepts a strict subset of XML-RPC: elements
- * without attributes or prefixes, `[ \t\n]` between them, entity and character references, an
- * optional XML declaration in its standard form; no comments, CDATA, PIs, DOCTYPE or CR.
+ * without attributes (but `xmlns` declarations on the root) and with at most a simple prefix on
+ * type names (Apache's `ex:i8`, `ex:nil`), `[ \t\n]` between them, entity and character
+ * references, an optional XML declaration in its standard form; no comments, CDATA, PIs, DOCTYPE
+ * or CR.
  *
  * Returns `undefined` on anything outside that subset, including every error: the tree path then
  * decodes the document or says what is wrong with it. So whenever this returns a value, it is the
@@ -466,6 +468,9 @@ export function scanResponse (xml: string, maxDepth: number): MethodResponse | u
 const OUTSIDE_SCAN = /[\u0000-\u0008\u000B-\u001F\uFFFE\uFFFF]|<!|\]\]>/
 const DECLARATION = /<\?xml[ \t\n]+version[ \t\n]*=[ \t\n]*(?:"1\.[0-9]+"|'1\.[0-9]+')(?:[ \t\n]+encoding[ \t\n]*=[ \t\n]*(?:"[A-Za-z][A-Za-z0-9._-]*"|'[A-Za-z][A-Za-z0-9._-]*'))?(?:[ \t\n]+standalone[ \t\n]*=[ \t\n]*(?:"(?:yes|no)"|'(?:yes|no)'))?[ \t\n]*\?>/y
 
+const XMLNS = /(xmlns(?::[A-Za-z][A-Za-z0-9._-]*)?)[ \t\n]*=[ \t\n]*(?:"[^"<&]*"|'[^'<&]*')/y
+const PREFIXED_TYPE = /^[A-Za-z][A-Za-z0-9]*:[A-Za-z][A-Za-z0-9.]*$/
+
 /** Thrown inside the scanner when the document leaves the subset; never escapes scanResponse. */
 const OUTSIDE = new Error('outside the scanned subset')
 
@@ -483,7 +488,7 @@ class Scanner {
       this.i = DECLARATION.lastIndex
     }
     this.blank()
-    this.expect('<methodResponse>')
+    this.rootTag()
     this.blank()
     let result: MethodResponse
     if (this.eat('<params/>')) {
@@ -516,6 +521,23 @@ class Scanner {
     return result
   }
 
+  /** `<methodResponse>`, with namespace declarations as Apache XML-RPC sends (`xmlns:ex="…"`). */
+  private rootTag (): void {
+    this.expect('<methodResponse')
+    const declared: string[] = []
+    for (;;) {
+      const before = this.i
+      this.blank()
+      if (this.eat('>')) return
+      if (this.i === before) throw OUTSIDE
+      XMLNS.lastIndex = this.i
+      const match = XMLNS.exec(this.s)
+      if (match === null || declared.includes(match[1] as string)) throw OUTSIDE // a repeated attribute is malformed
+      declared.push(match[1] as string)
+      this.i = XMLNS.lastIndex
+    }
+  }
+
   /** At `<value>` or `<value/>`; `level` counts the enclosing arrays and structs. */
   private value (level: number): JsonValue {
     if (this.eat('<value/>')) return ''
@@ -526,26 +548,35 @@ class Scanner {
     const s = this.s
     const start = this.i + 1
     let end = start
-    for (let c = s.charCodeAt(end); (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 46; c = s.charCodeAt(++end));
+    for (let c = s.charCodeAt(end); (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 58) || c === 46; c = s.charCodeAt(++end));
     const type = s.slice(start, end)
+    // ex:i8, ex:nil (Apache's extensions): typed by the local name, as the tree path does
+    let local = type
+    const colon = type.indexOf(':')
+    if (colon !== -1) {
+      if (!PREFIXED_TYPE.test(type)) throw OUTSIDE
+      local = type.slice(colon + 1)
+    }
     let value: JsonValue
     if (s.startsWith('/>', end)) {
       this.i = end + 2
-      if (type === 'struct' || type === 'array') {
+      if (local === 'struct' || local === 'array') {
         if (level >= this.maxDepth) throw OUTSIDE
-        value = type === 'struct' ? {} : []
+        value = local === 'struct' ? {} : []
       } else {
-        value = type === 'nil' ? null : scalarOf(type, type, '', false)
+        value = local === 'nil' ? null : scalarOf(local, type, '', false)
       }
     } else if (s.charCodeAt(end) === 62 /* > */) {
       this.i = end + 1
-      if (type === 'struct' || type === 'array') {
+      if (local === 'struct' || local === 'array') {
         if (level >= this.maxDepth) throw OUTSIDE
-        value = type === 'struct' ? this.struct(level + 1) : this.array(level + 1)
+        value = local === 'struct' ? this.struct(level + 1) : this.array(level + 1)
+        this.blank()
+        this.expectClose(type)
       } else {
         const text = this.text()
         this.expectClose(type)
-        value = type === 'nil' ? null : scalarOf(type, type, decodeEntities(text, XmlRpcParseError), false)
+        value = local === 'nil' ? null : scalarOf(local, type, decodeEntities(text, XmlRpcParseError), false)
       }
     } else {
       throw OUTSIDE
@@ -555,11 +586,12 @@ class Scanner {
     return value
   }
 
+  /** The members, up to (not including) the closing tag. */
   private struct (level: number): JsonValue {
     const struct: { [key: string]: JsonValue } = {}
     for (;;) {
       this.blank()
-      if (this.eat('</struct>')) return struct
+      if (this.s.startsWith('</', this.i)) return struct
       this.expect('<member>')
       this.blank()
       this.expect('<name>')
@@ -573,23 +605,19 @@ class Scanner {
     }
   }
 
+  /** `<data>…</data>`, `<data/>` or nothing, up to (not including) the closing tag. */
   private array (level: number): JsonValue[] {
     const array: JsonValue[] = []
     this.blank()
-    if (this.eat('</array>')) return array
-    if (this.eat('<data/>')) {
-      this.blank()
-      this.expect('</array>')
-      return array
+    if (this.s.startsWith('</', this.i)) return array
+    if (!this.eat('<data/>')) {
+      this.expect('<data>')
+      for (;;) {
+        this.blank()
+        if (this.eat('</data>')) break
+        array.push(this.value(level))
+      }
     }
-    this.expect('<data>')
-    for (;;) {
-      this.blank()
-      if (this.eat('</data>')) break
-      array.push(this.value(level))
-    }
-    this.blank()
-    this.expect('</array>')
     return array
   }
 

@@ -72,7 +72,8 @@ t.test('golden files: the scanner agrees with the tree path, and takes the commo
   // These are the shapes real servers send; if the scanner stops taking them the gateway slows down.
   for (const name of ['spec-response-getStateName', 'spec-fault', 'spec-struct', 'spec-array', 'spec-scalars', 'nested',
     'emoji-chinese', 'untyped-007', 'empty-strings', 'one-element-array', 'nil-response',
-    'fault-i4-code', 'params-empty', 'leading-trailing-spaces', 'whitespace-between-vs-inside', 'python-crlf-pretty']) {
+    'fault-i4-code', 'params-empty', 'leading-trailing-spaces', 'whitespace-between-vs-inside', 'python-crlf-pretty',
+    'apache-untyped-extensions']) {
     t.ok(taken.includes(name), `the scanner takes ${name}`)
   }
 })
@@ -84,7 +85,13 @@ t.test('what the scanner leaves to the tree path', async (t) => {
     cdata: wrap('<string><![CDATA[<x>]]></string>'),
     cr: wrap('<string>a\r\nb</string>'),
     attribute: wrap('<string lang="en">x</string>'),
-    prefixed: wrap('<ex:nil/>'),
+    'odd prefix': wrap('<1x:nil/>'),
+    'two prefixes': wrap('<a:b:nil/>'),
+    'prefixed close mismatch': wrap('<ex:struct></struct>'),
+    'repeated xmlns': '<methodResponse xmlns:ex="a" xmlns:ex="a"><params/></methodResponse>',
+    'other root attribute': '<methodResponse id="1"><params/></methodResponse>',
+    'entity in xmlns': '<methodResponse xmlns:ex="a&amp;b"><params/></methodResponse>',
+    'no space before xmlns': '<methodResponse xmlns:ex="a"xmlns:b="c"><params/></methodResponse>',
     'space in tag': wrap('<string >x</string>'),
     'processing instruction': wrap('<?pi x?><string>x</string>'),
     'second param': '<methodResponse><params><param><value>a</value></param><param><value>b</value></param></params></methodResponse>',
@@ -148,6 +155,11 @@ function reformat (xml: string, random: () => number): string {
   if (random() < 0.2) out = out.replace(/<nil\/>/g, '<nil></nil>')
   if (random() < 0.2) out = out.replace(/<data><\/data>/g, '<data/>')
   if (random() < 0.2) out = out.replace('<?xml version="1.0"?>', pickDeclaration(random))
+  if (random() < 0.2) {
+    // Apache XML-RPC: a namespace on the root, its extensions for i8 and nil
+    out = out.replace('<methodResponse>', '<methodResponse xmlns:ex="http://ws.apache.org/xmlrpc/namespaces/extensions">')
+      .replace(/<(\/?)i8>/g, '<$1ex:i8>').replace(/<nil\/>/g, '<ex:nil/>')
+  }
   if (random() < 0.1) out = '\uFEFF' + out
   if (random() < 0.2) out = out + '\n'
   return out
@@ -177,7 +189,7 @@ t.test('fuzz: mutated documents; whatever the scanner takes, the tree path decod
     '<value>', '</value>', '<value/>', '<array>', '<data>', '</data>', '<struct>', '</struct>', '<member>', '<name>', '</name>',
     '<string>', '</string>', '<int>', '<nil/>', '&#', '&#x', '&lt;', '&amp;', '&#0;', '&#13;', '&#xD800;', '<![CDATA[', ']]>',
     '<!--', '-->', '<?', '?>', '<?xml version="1.0"?>', '\uD800', '\uFFFE', '\u0000', '\u0001', '\uFEFF', '<params>', '</param>',
-    '<fault>', '</methodResponse>', 'e5', '+', 'true']
+    '<fault>', '</methodResponse>', 'e5', '+', 'true', 'ex:', ':', ' xmlns:ex="x"', ' xmlns="y"', '<ex:nil/>']
   let taken = 0
   let left = 0
   for (let i = 0; i < FUZZ_N; i++) {
