@@ -5,10 +5,12 @@
 // The system under test runs alone in a child process (the gateway as `node dist/server.js`), so its
 // RSS is its own; the simulator runs in another, fresh for each system. Memory is read after two full
 // collections in the child (--expose-gc). A warm-up of 100 sessions is logged in before the baseline
-// (code, JIT, pools) and kept, so that no freed warm-up memory is reused by the measured sessions.
+// (code, JIT, pools) and kept, so that no freed warm-up memory is reused by the measured sessions,
+// and 20,000 echo calls grow V8's young generation to its working size in both systems.
 //
 //   node dist/bench/sessions.js [--sessions 1000,10000] [--concurrency 16]
-//   node dist/bench/sessions.js --explain [--sessions 2000]   # gateway heap snapshots: what a session holds
+//   node dist/bench/sessions.js --explain [--sessions 2000]   # gateway heap snapshots: what a session holds,
+//                                                             # and the heap of one connection per transport
 //   (BENCH_SESSIONS, BENCH_CONCURRENCY, BENCH_LOG_LEVEL, BENCH_EXPLAIN=1)
 import { setTimeout as delay } from 'node:timers/promises'
 import { rmSync } from 'node:fs'
