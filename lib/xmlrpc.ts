@@ -445,8 +445,8 @@ function checkBlank (entry: Entry, where: string): void {
  * quarter of its CPU per call (docs/BENCHMARKS.md). It accepts a strict subset of XML-RPC: elements
  * without attributes (but `xmlns` declarations on the root) and with at most a simple prefix on
  * type names (Apache's `ex:i8`, `ex:nil`), `[ \t\n]` between them, entity and character
- * references, an optional XML declaration in its standard form; no comments, CDATA, PIs, DOCTYPE
- * or CR.
+ * references, an optional XML declaration in its standard form, LF or CRLF line ends; no comments,
+ * CDATA, PIs or DOCTYPE.
  *
  * Returns `undefined` on anything outside that subset, including every error: the tree path then
  * decodes the document or says what is wrong with it. So whenever this returns a value, it is the
@@ -455,17 +455,20 @@ function checkBlank (entry: Entry, where: string): void {
  */
 export function scanResponse (xml: string, maxDepth: number): MethodResponse | undefined {
   if (OUTSIDE_SCAN.test(xml)) return undefined
+  // Line ends as XML §2.11 and fast-xml-parser read them (servers on Windows send CRLF); a CR
+  // written as `&#13;` is decoded after this, so it stays a CR, as in the tree path.
+  const text = xml.indexOf('\r') === -1 ? xml : xml.replace(/\r\n?/g, '\n')
   try {
-    return new Scanner(xml, maxDepth).response()
+    return new Scanner(text, maxDepth).response()
   } catch {
     return undefined
   }
 }
 
-// C0 controls other than tab and LF (CR: the parser turns CRLF into LF), the non-characters, and
-// markup the scanner leaves to the parser: comments, CDATA, declarations, `]]>`.
+// C0 controls other than tab, LF and CR, the non-characters, and markup the scanner leaves to the
+// parser: comments, CDATA, declarations, `]]>`.
 // eslint-disable-next-line no-control-regex
-const OUTSIDE_SCAN = /[\u0000-\u0008\u000B-\u001F\uFFFE\uFFFF]|<!|\]\]>/
+const OUTSIDE_SCAN = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|<!|\]\]>/
 const DECLARATION = /<\?xml[ \t\n]+version[ \t\n]*=[ \t\n]*(?:"1\.[0-9]+"|'1\.[0-9]+')(?:[ \t\n]+encoding[ \t\n]*=[ \t\n]*(?:"[A-Za-z][A-Za-z0-9._-]*"|'[A-Za-z][A-Za-z0-9._-]*'))?(?:[ \t\n]+standalone[ \t\n]*=[ \t\n]*(?:"(?:yes|no)"|'(?:yes|no)'))?[ \t\n]*\?>/y
 
 const XMLNS = /(xmlns(?::[A-Za-z][A-Za-z0-9._-]*)?)[ \t\n]*=[ \t\n]*(?:"[^"<&]*"|'[^'<&]*')/y
@@ -574,9 +577,10 @@ class Scanner {
         this.blank()
         this.expectClose(type)
       } else {
-        const text = this.text()
+        // Decoded even for nil, whose text is ignored: a broken reference makes the document malformed.
+        const text = decodeEntities(this.text(), XmlRpcParseError)
         this.expectClose(type)
-        value = local === 'nil' ? null : scalarOf(local, type, decodeEntities(text, XmlRpcParseError), false)
+        value = local === 'nil' ? null : scalarOf(local, type, text, false)
       }
     } else {
       throw OUTSIDE
