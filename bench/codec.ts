@@ -12,7 +12,7 @@
 //   decode  ours: decodeXml (charset) + decodeResponse (what the gateway does with every answer):
 //                 its one-pass scanner, which takes these documents (the common shape)
 //           ours, tree path: decodeXml + decodeResponseTree, what decodeResponse falls back to for
-//                 documents outside the scanner's subset (comments, CDATA, CR, attributes…):
+//                 documents outside the scanner's subset (comments, CDATA, PIs, attributes…):
 //                 XMLValidator, fast-xml-parser's ordered tree, the typed walk
 //           xmlrpc: its Deserializer (sax, streaming) on a one-chunk stream, typed values
 //           xml2js: parseString to its generic tree only (no XML-RPC typing: less work than the others)
