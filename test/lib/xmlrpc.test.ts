@@ -7,6 +7,7 @@ import {
 } from '../../lib/xmlrpc.js'
 import type { JsonValue, MethodResponse } from '../../lib/xmlrpc.js'
 import { XmlInputError } from '../../lib/xml-guard.js'
+import { Random } from '../chaos/random.js'
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/xmlrpc/', import.meta.url))
 
@@ -293,16 +294,6 @@ t.test('the error type', async (t) => {
   }
 })
 
-// A small deterministic PRNG, so that a failure can be reproduced.
-function prng (seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6D2B79F5) | 0
-    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 t.test('fuzz: truncated or mutated documents decode or throw XmlRpcParseError, nothing else', async (t) => {
   const seeds = [
     encodeResponse({ a: [1, 2.5, 'x<y', null, true, { b: { $dateTime: '20240101T00:00:00' } }], c: { $base64: 'AAAA' }, d: '压力😀' }),
@@ -312,7 +303,8 @@ t.test('fuzz: truncated or mutated documents decode or throw XmlRpcParseError, n
   ]
   const pieces = ['<', '>', '/', '&', ';', '"', '\'', '=', '!', '[', ']', '-', '?', 'x', '0', ' ', '\n', '<value>', '</value>',
     '<array>', '<data>', '<struct>', '<member>', '<name>', '&#', '&lt;', '<![CDATA[', ']]>', '<!--', '-->', '<?', '?>', '\uD800', '\u0000']
-  const random = prng(42)
+  const rng = new Random(42)
+  const random = (): number => rng.next()
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T
   let decoded = 0
   let refused = 0
