@@ -3,16 +3,24 @@ import { Pool, buildConnector, type Dispatcher } from 'undici'
 
 /**
  * One legacy login = one TCP connection. A PinnedUpstream is an undici Pool limited to one
- * connection (pipelining 1, so calls are serialized) that opens its socket once and never again.
+ * connection that opens its socket once and never again. Calls wait in its own queue and go to
+ * the socket one at a time, each under a deadline that runs from the moment it is sent.
  *
- * undici is built for the opposite (sockets are interchangeable and cheap), so four of its
- * defaults would silently break a legacy login; each is switched off here:
+ * undici is built for the opposite (sockets are interchangeable and cheap, peers are honest), so
+ * several of its behaviours would silently break a legacy login or let a sloppy peer hold one;
+ * each is replaced here:
  * - idle keep-alive timeout (4 s, or shorter on a server `Keep-Alive: timeout` hint): the timeout is
  *   set to the longest a Node timer allows and the hint is neutralized by a negative threshold;
  * - reconnect on the next request after the socket closed: the connector refuses a second socket;
  * - socket destroyed when the caller aborts: callers here never pass a signal, and the whole answer
  *   is always read (a browser that went away only loses its copy);
- * - socket closed after a HEAD request: `reset: false` for HEAD.
+ * - headers and body timeouts that restart on every 1xx and every chunk: a deadline per call for
+ *   the whole answer, first byte to last (a trickling server cannot hold the socket);
+ * - HEAD: its answer has no body by definition, so a server that sends one anyway (servers that
+ *   treat HEAD as GET) would have it read as the answer to the next call. HEAD goes upstream as GET
+ *   and the body is dropped, so every byte the server sends belongs to the answer being read;
+ * - an unsolicited `100 Continue` (old IIS and servlet stacks send one to every POST) destroys the
+ *   socket; RFC 9110 §15.2 says a client skips a 1xx it did not ask for, as undici does for 102/103.
  */
 
 // setTimeout's ceiling (about 24.8 days); undici arms its keep-alive timer with a native timer.
@@ -36,7 +44,8 @@ interface WaitingQueue<T> { isEmpty: () => boolean, push: (item: T) => void, shi
 /**
  * The queue a Pool keeps calls in while its one connection is busy. undici's own (FixedQueue)
  * pre-allocates 2,048 slots, 16 KB per Pool, more than everything else a session costs together;
- * here at most SESSION_QUEUE_MAX calls ever wait, so a plain array does.
+ * here calls wait in the PinnedUpstream's own queue and at most one is ever in the Pool's, so a
+ * plain array does.
  */
 class SmallQueue<T> implements WaitingQueue<T> {
   private readonly items: T[] = []
@@ -104,6 +113,34 @@ export type PinnedState = 'new' | 'connected' | 'lost' | 'closed'
 
 export type LostListener = (kind: 'lost' | 'timeout', cause: Error | undefined) => void
 
+const EMPTY = Buffer.alloc(0)
+
+type HeadersComplete = (statusCode: number, upgrade: boolean, shouldKeepAlive: boolean) => number
+
+/**
+ * undici's HTTP/1 parser destroys the socket on a `100 Continue` it did not ask for
+ * (lib/dispatcher/client-h1.js, onHeadersComplete) but skips every other 1xx. This parser (a class
+ * instance under `Symbol('parser')` on the socket, created once undici takes the socket) is made to
+ * read a 100 as the interim answer it is. It is looked up at the first readable event, which can
+ * only come after undici sent the first request, so after it created the parser.
+ * test/routes/api/legacy-edge.test.ts fails if an undici upgrade moves the parser.
+ */
+function skipUnsolicitedContinue (socket: Socket): void {
+  socket.prependOnceListener('readable', () => {
+    const target = socket as unknown as Record<symbol, unknown>
+    for (const key of Object.getOwnPropertySymbols(socket)) {
+      if (key.description !== 'parser') continue
+      const parser = target[key] as { onHeadersComplete?: HeadersComplete } | null
+      const original = parser?.onHeadersComplete
+      if (parser === null || typeof original !== 'function') return
+      parser.onHeadersComplete = function (this: unknown, statusCode, upgrade, shouldKeepAlive) {
+        return original.call(this, statusCode === 100 ? 102 : statusCode, upgrade, shouldKeepAlive)
+      }
+      return
+    }
+  })
+}
+
 function closesConnection (header: string | string[] | undefined): boolean {
   if (header === undefined) return false
   const values = Array.isArray(header) ? header : [header]
@@ -129,6 +166,8 @@ export class PinnedUpstream {
   private lossCause: Error | undefined
   private lossKind: 'lost' | 'timeout' = 'lost'
   private destroyed = false
+  /** Settles when the last call made so far is done; undefined when none is waiting or running. */
+  private tail: Promise<void> | undefined
 
   /** `opts` is kept, not copied: the session store passes one object to all its sessions. */
   constructor (origin: URL | string, opts: PinnedUpstreamOptions) {
@@ -156,6 +195,7 @@ export class PinnedUpstream {
           }
           this.socket = socket
           this.localPort = socket.localPort
+          skipUnsolicitedContinue(socket)
           if (this.state === 'new') this.state = 'connected'
           callback(null, socket)
         })
@@ -171,26 +211,55 @@ export class PinnedUpstream {
     return this.state === 'connected'
   }
 
-  /** Sends one request on the pinned socket and reads the whole answer. Never reconnects. */
+  /**
+   * Sends one request on the pinned socket and reads the whole answer. Never reconnects. Calls go
+   * out one at a time in the order they were made; each has `timeoutMs` from the moment it is sent
+   * to the last byte of its answer, past which the socket is closed (the session is lost).
+   */
   async request (req: PinnedRequest): Promise<PinnedResponse> {
-    if (this.state === 'lost' || this.state === 'closed') {
-      throw new UpstreamError(this.state === 'lost' ? this.lossKind : 'lost', 'the pinned connection is closed', { cause: this.lossCause })
-    }
+    if (this.state === 'lost' || this.state === 'closed') throw this.gone()
     if (this.pending > this.opts.queueMax) {
       throw new UpstreamError('busy', `${this.pending} calls already use this session`)
     }
     this.pending++
     this.lastUsedAt = Date.now()
+    const before = this.tail
+    let done!: () => void
+    const turn = new Promise<void>(resolve => { done = resolve })
+    this.tail = turn
     try {
-      const options: Dispatcher.RequestOptions = {
+      if (before !== undefined) await before
+      // Lost while waiting (close() lets the calls already queued go out first).
+      if (this.destroyed || (this.state as PinnedState) === 'lost') throw this.gone()
+      return await this.send(req)
+    } catch (err) {
+      throw this.classify(err)
+    } finally {
+      if (this.tail === turn) this.tail = undefined
+      done()
+      this.pending--
+      this.lastUsedAt = Date.now()
+    }
+  }
+
+  private gone (): UpstreamError {
+    return new UpstreamError(this.state === 'lost' ? this.lossKind : 'lost', 'the pinned connection is closed', { cause: this.lossCause })
+  }
+
+  private async send (req: PinnedRequest): Promise<PinnedResponse> {
+    let expired = false
+    const deadline = setTimeout(() => {
+      expired = true
+      this.expire()
+    }, this.opts.timeoutMs)
+    try {
+      const head = req.method === 'HEAD'
+      const res = await this.pool.request({
         path: req.path,
-        method: req.method as Dispatcher.HttpMethod,
+        method: (head ? 'GET' : req.method) as Dispatcher.HttpMethod,
         headers: req.headers,
-        body: req.body ?? null
-      }
-      // undici closes the socket after HEAD to survive servers that send a body anyway.
-      if (req.method === 'HEAD') options.reset = false
-      const res = await this.pool.request(options)
+        body: head ? null : req.body ?? null
+      })
       const length = Number(res.headers['content-length'])
       // The common case, a declared length within bounds, is read in one go (undici enforces the
       // length); otherwise chunk by chunk with the size bound.
@@ -201,12 +270,24 @@ export class PinnedUpstream {
       // good, the login on the socket is not. Said now, not when the close event comes, so that a
       // login answered this way never becomes a session.
       if (closesConnection(res.headers.connection)) this.markLost(new UpstreamError('lost', 'the legacy server answered with Connection: close'))
-      return { statusCode: res.statusCode, headers: res.headers, body }
+      return { statusCode: res.statusCode, headers: res.headers, body: head ? EMPTY : body }
     } catch (err) {
-      throw this.classify(err)
+      if (expired) throw new UpstreamError('timeout', `no complete answer within ${this.opts.timeoutMs} ms`, { cause: err })
+      throw err
     } finally {
-      this.pending--
-      this.lastUsedAt = Date.now()
+      clearTimeout(deadline)
+    }
+  }
+
+  /** The call on the wire had no complete answer within its deadline: its socket goes. */
+  private expire (): void {
+    this.lossKind = 'timeout'
+    if (this.state === 'connected') {
+      this.markLost(new UpstreamError('timeout', `no complete answer within ${this.opts.timeoutMs} ms`))
+    } else {
+      // Still connecting (a login), or already closing (a logout): no loss to report, but the
+      // socket must not outlive the deadline either.
+      this.destroy().catch(() => {})
     }
   }
 
@@ -266,6 +347,8 @@ export class PinnedUpstream {
     const wasLost = this.state === 'lost'
     this.state = 'closed'
     if (wasLost) return
+    // New calls are refused from now on; the last one queued settles after all the others.
+    if (this.tail !== undefined) await this.tail
     await this.pool.close().catch(() => {})
   }
 
