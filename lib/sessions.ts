@@ -84,7 +84,7 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
   private readonly tombstones = new Map<string, Tombstone>()
   private loginsInFlight = 0
   // Sockets of ended sessions still finishing their calls and the legacy logout.
-  private readonly closing = new Set<PinnedUpstream>()
+  private readonly closing = new Map<PinnedUpstream, Promise<void>>()
   private draining = false
   private readonly opts: Required<Omit<SessionStoreOptions, 'heartbeatMethod' | 'logger'>> & Pick<SessionStoreOptions, 'heartbeatMethod'>
   private readonly log: NonNullable<SessionStoreOptions['logger']>
@@ -219,25 +219,34 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
     if (session.ended !== undefined) return
     const upstream = session.upstream
     this.end(session, reason)
-    this.closing.add(upstream)
+    const closing = this.logoutOn(session, upstream)
+    this.closing.set(upstream, closing)
     try {
-      if (upstream.connected) {
-        try {
-          await this.rpc(upstream, this.opts.logoutMethod, [])
-        } catch (err) {
-          this.log.warn({ user: session.user, err: (err as Error).message }, 'legacy logout failed')
-        }
-      }
-      await upstream.close()
+      await closing
     } finally {
       this.closing.delete(upstream)
     }
   }
 
-  /** Stops new logins and logs every session out (shutdown). */
+  private async logoutOn (session: Session, upstream: PinnedUpstream): Promise<void> {
+    if (upstream.connected) {
+      try {
+        await this.rpc(upstream, this.opts.logoutMethod, [])
+      } catch (err) {
+        this.log.warn({ user: session.user, err: (err as Error).message }, 'legacy logout failed')
+      }
+    }
+    await upstream.close()
+  }
+
+  /**
+   * Stops new logins and logs every session out (shutdown); settles once every logout, including
+   * those browsers started before, is done.
+   */
   async drain (): Promise<void> {
     this.draining = true
     await Promise.allSettled([...this.sessions.values()].map(s => this.logout(s, 'shutdown')))
+    await Promise.allSettled([...this.closing.values()])
   }
 
   /** Last resort at close: stops timers and destroys whatever is still open. */
@@ -247,7 +256,7 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
     const open = [...this.sessions.values()]
     for (const s of open) this.end(s, 'shutdown')
-    const upstreams = [...open.map(s => s.upstream), ...this.closing]
+    const upstreams = [...open.map(s => s.upstream), ...this.closing.keys()]
     this.closing.clear()
     await Promise.allSettled(upstreams.map(u => u.destroy()))
     this.tombstones.clear()

@@ -20,6 +20,9 @@ declare module 'fastify' {
   }
 }
 
+// What shutdown keeps, at most, for closing connections after the sessions' drain.
+const SHUTDOWN_RESERVE_MS = 500
+
 // A session id is 256 random bits in base64url; anything else is not worth a map lookup.
 const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
 
@@ -83,17 +86,17 @@ async function sessions (fastify: FastifyInstance): Promise<void> {
   })
 
   // Shutdown: log every session out on the legacy side (each logout queues behind the calls
-  // already on its socket, so in-flight calls finish first), within a bound; onClose then
-  // destroys whatever is left.
+  // already on its socket, so in-flight calls finish first). SHUTDOWN_TIMEOUT_MS bounds the whole
+  // shutdown, so the drain gets it less a reserve for what comes after: past that, whatever is
+  // still open is destroyed, and the calls hanging on it are answered (401 SESSION_LOST) instead
+  // of holding their HTTP requests, and with them the server's close, until LEGACY_TIMEOUT_MS.
+  const drainMs = config.shutdownTimeoutMs - Math.min(SHUTDOWN_RESERVE_MS, Math.floor(config.shutdownTimeoutMs / 5))
   fastify.addHook('preClose', async () => {
     const drained = await Promise.race([
       store.drain().then(() => true),
-      delay(config.shutdownTimeoutMs, false, { ref: false })
+      delay(drainMs, false, { ref: false })
     ])
     if (!drained) {
-      // A call still hanging on its socket would hold its HTTP request, and with it the server's
-      // close, until LEGACY_TIMEOUT_MS: destroy what is left, so those calls are answered
-      // (401 SESSION_LOST) and the process exits within the bound.
       fastify.log.warn({ sessions: store.size }, 'shutdown bound reached: closing the remaining legacy connections')
       await store.close()
     }

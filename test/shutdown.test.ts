@@ -2,6 +2,7 @@ import { test } from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startSimulator } from './helper.js'
 import { startGateway, exitWithin, request, type HttpAnswer } from './gateway-process.js'
+import { methodOf, rpcAnswer, startHostileLegacy, trickle } from './hostile-legacy.js'
 
 // The real process, signals and all: node dist/server.js in front of a simulator.
 
@@ -109,4 +110,64 @@ test('a call that hangs past SHUTDOWN_TIMEOUT_MS does not hold the process', asy
     t.pass('the hanging call was cut off')
   }
   t.ok(await eventually(() => sim.sockets().length === 0), 'the pinned socket is closed')
+})
+
+// A legacy server that trickles one answer and never answers a logout: the shutdown bound holds
+// for the whole shutdown (drain, logouts, connection close), whichever stage hangs.
+test('a trickling call and a logout never answered: exit 0 within SHUTDOWN_TIMEOUT_MS, both answered', async (t) => {
+  const legacy = await startHostileLegacy(t, (req) => {
+    const method = methodOf(req)
+    if (method === 'stall') {
+      const whole = rpcAnswer('slow')
+      const split = whole.indexOf('\r\n\r\n') + 4
+      return [whole.subarray(0, split), ...trickle(whole.subarray(split, split + 40), 500)]
+    }
+    if (method === 'logout') return [{ wait: 60_000 }]
+    return undefined
+  })
+  const gw = await startGateway(t, { LEGACY_URL: legacy.url, SHUTDOWN_TIMEOUT_MS: '2000', LEGACY_TIMEOUT_MS: '30000' })
+  const alice = await loginOver(gw.url, 'alice')
+  const bob = await loginOver(gw.url, 'bob')
+  const call = request(`${gw.url}/api/rpc/stall`, { body: [], headers: { cookie: alice } }).catch((err: Error) => err)
+  // bob logs out himself; the legacy server never answers his logout.
+  const logout = request(`${gw.url}/api/logout`, { body: {}, headers: { cookie: bob } }).catch((err: Error) => err)
+  await legacy.waitForRequests(4)
+  await sleep(200)
+  const signalledAt = Date.now()
+  gw.child.kill('SIGTERM')
+  const code = await exitWithin(gw, 20_000)
+  const took = Date.now() - signalledAt
+  t.equal(code, 0, 'exit 0')
+  // Process exit and its observation take a few tens of ms on a loaded machine.
+  t.ok(took < 2000 + 300, `exited ${took} ms after SIGTERM (SHUTDOWN_TIMEOUT_MS 2000)`)
+  const answer = await call
+  t.notOk(answer instanceof Error, `the trickling call is answered (${answer instanceof Error ? answer.message : answer.status})`)
+  if (!(answer instanceof Error)) {
+    t.equal(answer.status, 401)
+    t.equal(answer.json().code, 'SESSION_LOST')
+  }
+  const loggedOut = await logout
+  t.notOk(loggedOut instanceof Error, `the logout is answered (${loggedOut instanceof Error ? loggedOut.message : loggedOut.status})`)
+  if (!(loggedOut instanceof Error)) t.equal(loggedOut.status, 204)
+  t.ok(legacy.requests.filter(r => methodOf(r) === 'logout').length >= 1, 'the legacy logout was tried')
+  t.ok(await eventually(() => legacy.open() === 0), 'every pinned socket is closed')
+})
+
+test('a browser\'s logout in flight that the legacy server never answers: exit 0 within SHUTDOWN_TIMEOUT_MS, the logout answered', async (t) => {
+  const legacy = await startHostileLegacy(t, (req) => methodOf(req) === 'logout' ? [{ wait: 60_000 }] : undefined)
+  const gw = await startGateway(t, { LEGACY_URL: legacy.url, SHUTDOWN_TIMEOUT_MS: '1000', LEGACY_TIMEOUT_MS: '30000' })
+  const bob = await loginOver(gw.url, 'bob')
+  const logout = request(`${gw.url}/api/logout`, { body: {}, headers: { cookie: bob } }).catch((err: Error) => err)
+  await legacy.waitForRequests(2)
+  await sleep(100)
+  const signalledAt = Date.now()
+  gw.child.kill('SIGTERM')
+  const code = await exitWithin(gw, 20_000)
+  const took = Date.now() - signalledAt
+  t.equal(code, 0, 'exit 0')
+  t.ok(took < 1000 + 300, `exited ${took} ms after SIGTERM (SHUTDOWN_TIMEOUT_MS 1000)`)
+  const loggedOut = await logout
+  t.notOk(loggedOut instanceof Error, `the logout is answered (${loggedOut instanceof Error ? loggedOut.message : loggedOut.status})`)
+  if (!(loggedOut instanceof Error)) t.equal(loggedOut.status, 204)
+  t.ok(await eventually(() => legacy.open() === 0), 'the pinned socket is closed')
 })
