@@ -1,0 +1,51 @@
+import { test } from 'tap'
+import type { Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { build, login, rpc, JSON_HEADERS } from '../../helper.js'
+import type { Simulator } from '../../../sim/legacy.js'
+
+// Bad browser input is refused with 400 BAD_REQUEST before anything reaches the legacy server,
+// and the session it came on goes on as before.
+
+interface Refusal { url: string, payload: string | Buffer, method?: 'POST' | 'PUT', what: string }
+
+/** Each request is 400 BAD_REQUEST, the simulator sees nothing, and the session still answers on its socket. */
+async function refused (t: Test, app: FastifyInstance, sim: Simulator, cookie: string, cases: Refusal[]): Promise<void> {
+  const socket = (await rpc(app, cookie, 'whoami')).json().result.socket as number
+  for (const c of cases) {
+    const before = sim.ledger.length
+    const res = await app.inject({ method: c.method ?? 'POST', url: c.url, headers: { ...JSON_HEADERS, cookie }, payload: c.payload })
+    t.equal(res.statusCode, 400, `${c.what}: 400`)
+    t.equal(res.json().code, 'BAD_REQUEST', `${c.what}: BAD_REQUEST (${res.json().message as string})`)
+    t.equal(sim.ledger.length, before, `${c.what}: nothing reached the legacy server`)
+  }
+  const after = await rpc(app, cookie, 'whoami')
+  t.equal(after.statusCode, 200, 'the session goes on')
+  t.equal(after.json().result.socket, socket, 'on the same socket')
+}
+
+const bytes = (...parts: Array<string | number[]>): Buffer =>
+  Buffer.concat(parts.map(p => typeof p === 'string' ? Buffer.from(p) : Buffer.from(p)))
+
+test('JSON that is not valid UTF-8 is refused, not decoded with U+FFFD', async (t) => {
+  const { app, sim } = await build(t)
+  const cookie = await login(app, 'alice')
+  await refused(t, app, sim, cookie, [
+    // The simulator accepts a password equal to the user name: repaired to "al\uFFFDice" it would
+    // reach the legacy login (and fail there); refused, it reaches nothing.
+    { url: '/api/login', payload: bytes('{"username":"alice","password":"al', [0xFF], 'ice"}'), what: 'login, a stray 0xFF' },
+    { url: '/api/rpc/echo', payload: bytes('["caf', [0xC3], '"]'), what: 'rpc, a truncated sequence' },
+    { url: '/api/rpc/echo', payload: bytes('["', [0xC0, 0xAF], '"]'), what: 'rpc, an overlong encoding' },
+    { url: '/api/rpc/echo', payload: bytes('["', [0xED, 0xA0, 0x80], '"]'), what: 'rpc, an encoded surrogate' },
+    { url: '/api/xml/xml/echo', payload: bytes('{"order":"', [0xFE], '"}'), what: 'xml, a stray 0xFE' }
+  ])
+  t.equal(app.sessions.size, 1, 'the refused login opened no session')
+
+  const ok = await rpc(app, cookie, 'echo', ['café 压力 😀'])
+  t.equal(ok.statusCode, 200, 'valid UTF-8 passes')
+  t.same(ok.json().result, ['café 压力 😀'])
+  const bom = await app.inject({ method: 'POST', url: '/api/rpc/echo', headers: { ...JSON_HEADERS, cookie }, payload: bytes([0xEF, 0xBB, 0xBF], '["x"]') })
+  t.equal(bom.statusCode, 200, 'a UTF-8 byte order mark is still accepted')
+  const empty = await app.inject({ method: 'POST', url: '/api/rpc/whoami', headers: { ...JSON_HEADERS, cookie } })
+  t.equal(empty.statusCode, 200, 'an empty body is still "no body"')
+})
