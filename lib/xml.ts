@@ -93,9 +93,10 @@ const XML_NAME = new RegExp(`^[${NAME_START}][${NAME_START}\\-.0-9\\u00B7\\u0300
 const MAX_ENCODE_DEPTH = 512
 
 /**
- * The inverse of xmlToJson: `{ root: … }` → `<?xml version="1.0"?><root>…</root>`. Numbers and booleans
- * are written with String(), null as an empty element. Throws a TypeError for anything that has no XML
- * form: not exactly one top-level key, an invalid element or attribute name, a nested array, a cycle.
+ * The inverse of xmlToJson: `{ root: … }` → `<?xml version="1.0"?><root>…</root>`. Finite numbers and
+ * booleans are written with String(), null as an empty element. Throws a TypeError for anything that has
+ * no XML form: not exactly one top-level key, an invalid element or attribute name, a nested array, a
+ * non-finite number, a cycle.
  */
 export function jsonToXml (json: unknown, opts?: { encoding?: string }): string {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
@@ -152,6 +153,9 @@ function scalar (value: unknown, where: string): string {
   switch (typeof value) {
     case 'string': return value
     case 'number':
+      // JSON.parse reads 1e400 as Infinity: sending the text "Infinity" would be a value nobody wrote.
+      if (!Number.isFinite(value)) throw new TypeError(`${where}: ${value} is not a finite number`)
+      return String(value)
     case 'boolean':
     case 'bigint': return String(value)
     default: throw new TypeError(`${where}: a ${value === null ? 'null' : typeof value} cannot be written as XML text`)

@@ -124,6 +124,11 @@ t.test('jsonToXml', async (t) => {
   t.throws(() => jsonToXml({ r: { '@x': { y: 1 } } }), TypeError, 'object attribute value')
   t.throws(() => jsonToXml({ r: { a: [['nested']] } }), TypeError, 'array in array')
   t.throws(() => jsonToXml({ r: '\u0000' }), TypeError, 'a character XML cannot carry')
+  for (const n of [Infinity, -Infinity, NaN]) {
+    t.throws(() => jsonToXml({ r: n }), { name: 'TypeError', message: /not a finite number/ }, `refuses ${n} as text`)
+    t.throws(() => jsonToXml({ r: { '@n': n } }), TypeError, `refuses ${n} as an attribute`)
+    t.throws(() => jsonToXml({ r: { '#text': n, c: '1' } }), TypeError, `refuses ${n} as #text`)
+  }
   const cyclic: Record<string, unknown> = {}
   cyclic.self = cyclic
   t.throws(() => jsonToXml({ r: cyclic }), TypeError, 'a cycle')

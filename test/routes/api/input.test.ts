@@ -49,3 +49,18 @@ test('JSON that is not valid UTF-8 is refused, not decoded with U+FFFD', async (
   const empty = await app.inject({ method: 'POST', url: '/api/rpc/whoami', headers: { ...JSON_HEADERS, cookie } })
   t.equal(empty.statusCode, 200, 'an empty body is still "no body"')
 })
+
+test('a number outside double range is refused on both routes, not sent as "Infinity"', async (t) => {
+  const { app, sim } = await build(t)
+  const cookie = await login(app, 'alice')
+  await refused(t, app, sim, cookie, [
+    { url: '/api/rpc/echo', payload: '[1e400]', what: 'rpc, 1e400' },
+    { url: '/api/rpc/echo', payload: '{"params":[{"a":[-1e400]}]}', what: 'rpc, -1e400 nested' },
+    { url: '/api/xml/xml/echo', payload: '{"order":{"qty":1e400}}', what: 'xml, 1e400 as text' },
+    { url: '/api/xml/xml/echo', payload: '{"order":{"@qty":-1e400}}', what: 'xml, -1e400 as an attribute' },
+    { url: '/api/xml/xml/echo', method: 'PUT', payload: '{"order":{"#text":1e400,"id":"7"}}', what: 'xml, 1e400 as #text' }
+  ])
+  const finite = await app.inject({ method: 'POST', url: '/api/xml/xml/echo', headers: { ...JSON_HEADERS, cookie }, payload: '{"order":{"qty":1e300}}' })
+  t.equal(finite.statusCode, 200, 'a large finite number still passes')
+  t.match(sim.lastXmlRequest?.body.toString(), /<qty>1e\+300<\/qty>/)
+})
