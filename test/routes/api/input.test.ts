@@ -3,6 +3,8 @@ import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { build, login, rpc, JSON_HEADERS } from '../../helper.js'
 import type { Simulator } from '../../../sim/legacy.js'
+import { xmlToJson } from '../../../lib/xml.js'
+import { DEFAULT_MAX_DEPTH } from '../../../lib/xml-guard.js'
 
 // Bad browser input is refused with 400 BAD_REQUEST before anything reaches the legacy server,
 // and the session it came on goes on as before.
@@ -63,4 +65,54 @@ test('a number outside double range is refused on both routes, not sent as "Infi
   const finite = await app.inject({ method: 'POST', url: '/api/xml/xml/echo', headers: { ...JSON_HEADERS, cookie }, payload: '{"order":{"qty":1e300}}' })
   t.equal(finite.statusCode, 200, 'a large finite number still passes')
   t.match(sim.lastXmlRequest?.body.toString(), /<qty>1e\+300<\/qty>/)
+})
+
+/** `levels` of JSON nesting, alternating array and object, around a string. */
+function nest (levels: number): unknown {
+  let value: unknown = 'deep'
+  for (let i = 1; i < levels; i++) value = i % 2 === 0 ? { a: value } : [value]
+  return levels === 0 ? value : [value]
+}
+
+test('/api/rpc: nesting the gateway could not decode back is refused before it is sent', async (t) => {
+  const { app, sim } = await build(t)
+  const cookie = await login(app, 'alice')
+  // The body is the params list: the simulator's echo answers with exactly that array.
+  const deepest = nest(DEFAULT_MAX_DEPTH) as unknown[]
+  const before = sim.ledger.length
+  const ok = await rpc(app, cookie, 'echo', deepest)
+  t.equal(ok.statusCode, 200, `${DEFAULT_MAX_DEPTH} levels, the params list included: sent and decoded back`)
+  t.strictSame(ok.json().result, deepest, 'exactly')
+  t.equal(sim.ledger.length, before + 1)
+  const wrapped = await app.inject({ method: 'POST', url: '/api/rpc/echo', headers: { ...JSON_HEADERS, cookie }, payload: { params: deepest } })
+  t.equal(wrapped.statusCode, 200, 'the {"params": […]} form counts the same')
+
+  await refused(t, app, sim, cookie, [
+    { url: '/api/rpc/echo', payload: JSON.stringify(nest(DEFAULT_MAX_DEPTH + 1)), what: `${DEFAULT_MAX_DEPTH + 1} levels` },
+    { url: '/api/rpc/echo', payload: JSON.stringify({ params: nest(DEFAULT_MAX_DEPTH + 1) }), what: `${DEFAULT_MAX_DEPTH + 1} levels, {"params": […]}` },
+    // (written out: JSON.stringify itself would overflow the stack)
+    { url: '/api/rpc/echo', payload: '['.repeat(10_000) + ']'.repeat(10_000), what: '10,000 levels' }
+  ])
+})
+
+test('/api/xml: a JSON body nested deeper than the gateway decodes XML is refused before it is sent', async (t) => {
+  const { app, sim } = await build(t)
+  const cookie = await login(app, 'alice')
+  /** `levels` elements from the root to the innermost one. */
+  const elements = (levels: number): Record<string, unknown> => {
+    let value: unknown = 'deep'
+    for (let i = 1; i < levels; i++) value = { [i % 2 === 0 ? 'a' : 'b']: value }
+    return { root: value }
+  }
+  const deepest = elements(DEFAULT_MAX_DEPTH)
+  const ok = await app.inject({ method: 'POST', url: '/api/xml/xml/echo', headers: { ...JSON_HEADERS, cookie }, payload: deepest })
+  t.equal(ok.statusCode, 200, `${DEFAULT_MAX_DEPTH} element levels: sent`)
+  const sent = sim.lastXmlRequest?.body.toString() ?? ''
+  t.strictSame(xmlToJson(sent), deepest, 'and what was sent comes back through the gateway\'s XML decoder exactly')
+  t.equal(ok.json().echo.body, sent, '(the simulator saw that document)')
+
+  await refused(t, app, sim, cookie, [
+    { url: '/api/xml/xml/echo', payload: JSON.stringify(elements(DEFAULT_MAX_DEPTH + 1)), what: `${DEFAULT_MAX_DEPTH + 1} element levels` },
+    { url: '/api/xml/xml/echo', payload: '{"a":'.repeat(10_000) + '""' + '}'.repeat(10_000), what: '10,000 element levels' }
+  ])
 })
