@@ -18,6 +18,7 @@ import alarmWsRoutes from './routes/ws/alarms.js'
 import consoleRoutes from './routes/console.js'
 import upstreamLimitPlugin from './plugins/upstream-limit.js'
 import instanceCookiePlugin from './plugins/instance-cookie.js'
+import originsPlugin from './plugins/origins.js'
 import { REQUEST_ID_HEADER } from './lib/logger.js'
 import { BadRequest } from './lib/errors.js'
 
@@ -74,6 +75,9 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   fastify.addHook('onRequest', async (request, reply) => { reply.header(REQUEST_ID_HEADER, request.id) })
 
   await fastify.register(lifecyclePlugin)
+  // Before the routes and their hooks: a cross-origin write is refused before its body is read
+  // and before its session is looked up.
+  await fastify.register(originsPlugin)
   await fastify.register(sessionsPlugin)
   await fastify.register(upstreamLimitPlugin)
   await fastify.register(instanceCookiePlugin)
