@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { Config } from './lib/config.js'
@@ -17,7 +18,9 @@ import alarmWsRoutes from './routes/ws/alarms.js'
 import consoleRoutes from './routes/console.js'
 import upstreamLimitPlugin from './plugins/upstream-limit.js'
 import instanceCookiePlugin from './plugins/instance-cookie.js'
+import originsPlugin from './plugins/origins.js'
 import { REQUEST_ID_HEADER } from './lib/logger.js'
+import { BadRequest } from './lib/errors.js'
 
 export interface AppOptions {
   config: Config
@@ -51,20 +54,30 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   fastify.removeContentTypeParser('text/plain')
   // An empty JSON body (a bodyless fetch that still says application/json) means "no body":
   // logout answers 204 and an RPC call gets no parameters, instead of a 400.
+  // The body is read as bytes: decoding it as a string would turn invalid UTF-8 into U+FFFD and
+  // send the legacy server a password or a value the browser never wrote.
   const parseJson = fastify.getDefaultJsonParser('error', 'error')
   fastify.removeContentTypeParser('application/json')
-  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if (body === '') {
+  fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    const bytes = body as Buffer
+    if (bytes.length === 0) {
       done(null, null)
       return
     }
-    parseJson(request, body as string, done)
+    if (!isUtf8(bytes)) {
+      done(new BadRequest('the JSON body is not valid UTF-8'))
+      return
+    }
+    parseJson(request, bytes.toString('utf8'), done)
   })
 
   // Every answer names its request id (lib/logger.ts), so a browser's report can be found in the log.
   fastify.addHook('onRequest', async (request, reply) => { reply.header(REQUEST_ID_HEADER, request.id) })
 
   await fastify.register(lifecyclePlugin)
+  // Before the routes and their hooks: a cross-origin write is refused before its body is read
+  // and before its session is looked up.
+  await fastify.register(originsPlugin)
   await fastify.register(sessionsPlugin)
   await fastify.register(upstreamLimitPlugin)
   await fastify.register(instanceCookiePlugin)

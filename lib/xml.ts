@@ -2,8 +2,8 @@
 // datagrams. Element → key, attribute → "@name", text beside children or attributes → "#text", a
 // repeated element → an array; every value stays a string, exactly as sent.
 import {
-  ATTRS, CDATA, RESERVED_MARK, TEXT, XmlInputError, decodeAttribute, decodeEntities, escapeXml, isWhitespace,
-  limitsOf, nameOf, parseDocument, setOwn, xmlDeclaration
+  ATTRS, CDATA, DEFAULT_MAX_DEPTH, RESERVED_MARK, TEXT, XmlInputError, decodeAttribute, decodeEntities, escapeXml,
+  isWhitespace, limitsOf, nameOf, parseDocument, setOwn, xmlDeclaration
 } from './xml-guard.js'
 import type { DecodeLimits, Entry } from './xml-guard.js'
 
@@ -90,12 +90,16 @@ const NAME_START = ':A-Z_a-z\\u00C0-\\u00D6\\u00D8-\\u00F6\\u00F8-\\u02FF\\u0370
 // Combining marks (U+0300–036F) are name characters on their own here, as the XML spec lists them.
 // eslint-disable-next-line no-misleading-character-class
 const XML_NAME = new RegExp(`^[${NAME_START}][${NAME_START}\\-.0-9\\u00B7\\u0300-\\u036F\\u203F-\\u2040]*$`)
-const MAX_ENCODE_DEPTH = 512
+// What xmlToJson accepts by default (element levels, the root being level 1, a leaf counting as much
+// as a parent), and so what the gateway decodes: a document it writes can always come back through
+// its own decoder, and anything deeper (or cyclic) is refused before it is sent.
+const MAX_ENCODE_DEPTH = DEFAULT_MAX_DEPTH
 
 /**
- * The inverse of xmlToJson: `{ root: … }` → `<?xml version="1.0"?><root>…</root>`. Numbers and booleans
- * are written with String(), null as an empty element. Throws a TypeError for anything that has no XML
- * form: not exactly one top-level key, an invalid element or attribute name, a nested array, a cycle.
+ * The inverse of xmlToJson: `{ root: … }` → `<?xml version="1.0"?><root>…</root>`. Finite numbers and
+ * booleans are written with String(), null as an empty element. Throws a TypeError for anything that has
+ * no XML form: not exactly one top-level key, an invalid element or attribute name, a nested array, a
+ * non-finite number, elements nested deeper than xmlToJson's default `maxDepth`, a cycle.
  */
 export function jsonToXml (json: unknown, opts?: { encoding?: string }): string {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
@@ -113,8 +117,10 @@ function checkName (name: string, what: string): void {
   if (!XML_NAME.test(name)) throw new TypeError(`${JSON.stringify(name)} is not a valid XML ${what} name`)
 }
 
+/** `depth` is the number of elements around this one. */
 function element (name: string, value: unknown, depth: number): string {
   checkName(name, 'element')
+  if (depth >= MAX_ENCODE_DEPTH) throw new TypeError(`elements nested deeper than ${MAX_ENCODE_DEPTH} levels (or a cycle): more than the gateway decodes`)
   if (Array.isArray(value)) {
     let xml = ''
     for (const item of value) {
@@ -128,7 +134,6 @@ function element (name: string, value: unknown, depth: number): string {
     const text = escapeXml(scalar(value, name))
     return text === '' ? `<${name}/>` : `<${name}>${text}</${name}>`
   }
-  if (depth >= MAX_ENCODE_DEPTH) throw new TypeError(`value nested deeper than ${MAX_ENCODE_DEPTH} levels (or cyclic)`)
   let attributes = ''
   let text = ''
   let content = ''
@@ -152,6 +157,9 @@ function scalar (value: unknown, where: string): string {
   switch (typeof value) {
     case 'string': return value
     case 'number':
+      // JSON.parse reads 1e400 as Infinity: sending the text "Infinity" would be a value nobody wrote.
+      if (!Number.isFinite(value)) throw new TypeError(`${where}: ${value} is not a finite number`)
+      return String(value)
     case 'boolean':
     case 'bigint': return String(value)
     default: throw new TypeError(`${where}: a ${value === null ? 'null' : typeof value} cannot be written as XML text`)

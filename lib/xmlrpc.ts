@@ -9,8 +9,8 @@
 // escaping neither writes CR as `&#13;` nor refuses characters XML cannot carry, both of which the
 // contract needs (escapeXml in lib/xml-guard.ts does them in one pass, none for plain strings).
 import {
-  CDATA, TEXT, XmlInputError, decodeEntities, escapeXml, isWhitespace, limitsOf, nameOf, parseDocument, setOwn,
-  xmlDeclaration
+  CDATA, DEFAULT_MAX_DEPTH, TEXT, XmlInputError, decodeEntities, escapeXml, isWhitespace, limitsOf, nameOf,
+  parseDocument, setOwn, xmlDeclaration
 } from './xml-guard.js'
 import type { DecodeLimits, Entry } from './xml-guard.js'
 
@@ -36,14 +36,23 @@ const INT32_MIN = -(2 ** 31)
 const INT32_MAX = 2 ** 31 - 1
 const INT64_MIN = -(2n ** 63n)
 const INT64_MAX = 2n ** 63n - 1n
-// Cycles and absurd nesting end in a TypeError instead of a stack overflow.
-const MAX_ENCODE_DEPTH = 512
+// The array/struct levels decodeResponse accepts by default, and so what the gateway decodes: every
+// value it sends can come back through its own decoder, and anything deeper (or cyclic) is refused
+// before it is sent, not executed by the legacy server and then answered 502. (The decoder's element
+// bound, 3 per level plus 8, is met by construction: a level is `<array><data><value>` or
+// `<struct><member><value>`, around at most methodCall/params/param/value and one scalar element.)
+const MAX_ENCODE_DEPTH = DEFAULT_MAX_DEPTH
 
+/**
+ * The params list counts as one level, as the JSON array the browser sent it in: a method that
+ * answers with its params (an echo, a "get what I set") returns exactly that array, which must fit
+ * the decoder too. So each param may nest one level less than a response value.
+ */
 export function encodeCall (method: string, params: readonly unknown[], opts?: EncodeOptions): string {
   if (typeof method !== 'string' || method.length === 0) throw new TypeError('XML-RPC method name must be a non-empty string')
   if (!Array.isArray(params)) throw new TypeError('XML-RPC params must be an array')
   let xml = xmlDeclaration(opts?.encoding) + '<methodCall><methodName>' + escapeXml(method) + '</methodName><params>'
-  for (const param of params) xml += '<param>' + encodeValue(param, 0) + '</param>'
+  for (const param of params) xml += '<param>' + encodeValue(param, 1) + '</param>'
   return xml + '</params></methodCall>'
 }
 
@@ -72,7 +81,9 @@ function encodeValue (value: unknown, depth: number): string {
     default: return '<value><nil/></value>' // undefined, functions, symbols: null, as JSON.stringify does in arrays
   }
   if (value === null) return '<value><nil/></value>'
-  if (depth >= MAX_ENCODE_DEPTH) throw new TypeError(`value nested deeper than ${MAX_ENCODE_DEPTH} levels (or cyclic)`)
+  if (depth >= MAX_ENCODE_DEPTH) {
+    throw new TypeError(`arrays and structs nested deeper than ${MAX_ENCODE_DEPTH} levels (a call's params list counting as one), or a cycle: more than the gateway decodes`)
+  }
   if (Array.isArray(value)) {
     let xml = '<value><array><data>'
     for (const item of value) xml += encodeValue(item, depth + 1)

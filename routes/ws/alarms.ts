@@ -55,17 +55,13 @@ export default async function alarmWsRoutes (fastify: FastifyInstance): Promise<
   })
 
   // Browsers send cookies on cross-site WebSocket handshakes and CORS does not apply to them, so
-  // the Origin is checked before the upgrade. No Origin header means not a browser: allowed (it
-  // still needs the session cookie).
+  // the Origin is checked before the upgrade (a GET: plugins/origins.ts does not judge it). No
+  // Origin header means not a browser: allowed (it still needs the session cookie). ALLOWED_ORIGINS,
+  // when set, replaces the same-origin rule here.
   async function checkOrigin (request: FastifyRequest): Promise<void> {
     const origin = request.headers.origin
     if (origin === undefined) return
-    const allowed = config.allowedOrigins
-    if (allowed !== undefined) {
-      if (allowed.includes('*') || allowed.includes(origin)) return
-    } else if (origin === `${request.protocol}://${request.host}`) {
-      return
-    }
+    if (config.allowedOrigins !== undefined ? fastify.origins.listed(origin) : origin === fastify.origins.own(request)) return
     throw new Forbidden(`Origin ${origin} may not open the alarm WebSocket`)
   }
 

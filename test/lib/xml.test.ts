@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { XmlParseError, jsonToXml, xmlToJson } from '../../lib/xml.js'
 import type { XmlJson } from '../../lib/xml.js'
-import { XmlInputError } from '../../lib/xml-guard.js'
+import { DEFAULT_MAX_DEPTH, XmlInputError } from '../../lib/xml-guard.js'
 import { XmlRpcParseError } from '../../lib/xmlrpc.js'
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/xml/', import.meta.url))
@@ -124,9 +124,29 @@ t.test('jsonToXml', async (t) => {
   t.throws(() => jsonToXml({ r: { '@x': { y: 1 } } }), TypeError, 'object attribute value')
   t.throws(() => jsonToXml({ r: { a: [['nested']] } }), TypeError, 'array in array')
   t.throws(() => jsonToXml({ r: '\u0000' }), TypeError, 'a character XML cannot carry')
+  for (const n of [Infinity, -Infinity, NaN]) {
+    t.throws(() => jsonToXml({ r: n }), { name: 'TypeError', message: /not a finite number/ }, `refuses ${n} as text`)
+    t.throws(() => jsonToXml({ r: { '@n': n } }), TypeError, `refuses ${n} as an attribute`)
+    t.throws(() => jsonToXml({ r: { '#text': n, c: '1' } }), TypeError, `refuses ${n} as #text`)
+  }
   const cyclic: Record<string, unknown> = {}
   cyclic.self = cyclic
   t.throws(() => jsonToXml({ r: cyclic }), TypeError, 'a cycle')
+})
+
+t.test('jsonToXml refuses exactly what xmlToJson would refuse back', async (t) => {
+  // `levels` elements from the root to the innermost one, whose content is `leaf`.
+  const nest = (levels: number, leaf: unknown = 'x'): XmlJson => {
+    let value = leaf
+    for (let i = 1; i < levels; i++) value = { [i % 2 === 0 ? 'a' : 'b']: value }
+    return { root: value } as XmlJson
+  }
+  for (const [leaf, what] of [['x', 'text'], [null, 'an empty element'], [['1', '2'], 'a repeated element'], [{ '@k': 'v', '#text': 't' }, 'attributes and text']] as const) {
+    const deepest = nest(DEFAULT_MAX_DEPTH, leaf)
+    const xml = jsonToXml(deepest)
+    t.strictSame(xmlToJson(xml), nest(DEFAULT_MAX_DEPTH, leaf === null ? '' : leaf), `${DEFAULT_MAX_DEPTH} element levels, ${what}: comes back`)
+    t.throws(() => jsonToXml(nest(DEFAULT_MAX_DEPTH + 1, leaf)), { name: 'TypeError', message: /deeper than 64 levels/ }, `one more, ${what}: refused`)
+  }
 })
 
 function canonical (value: unknown): string {

@@ -3,10 +3,10 @@ import type { Test } from 'tap'
 import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import {
-  XmlRpcParseError, decodeCall, decodeResponse, encodeCall, encodeFault, encodeResponse
+  XmlRpcParseError, decodeCall, decodeResponse, decodeResponseTree, encodeCall, encodeFault, encodeResponse
 } from '../../lib/xmlrpc.js'
 import type { JsonValue, MethodResponse } from '../../lib/xmlrpc.js'
-import { XmlInputError } from '../../lib/xml-guard.js'
+import { DEFAULT_MAX_DEPTH, XmlInputError } from '../../lib/xml-guard.js'
 import { Random } from '../chaos/random.js'
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/xmlrpc/', import.meta.url))
@@ -241,6 +241,32 @@ t.test('nesting is bounded before it can reach the stack', async (t) => {
   rejects(t, () => decodeResponse(arrays(3), { maxDepth: 2 }), 'too-deep', 'custom maxDepth')
   t.strictSame(decodeResponse(response('7'), { maxDepth: 0 }), { fault: false, value: '7' }, 'maxDepth 0 still allows scalars')
   rejects(t, () => decodeResponse(response('<array><data/></array>'), { maxDepth: 0 }), 'too-deep')
+})
+
+t.test('the encoders refuse exactly what the decoders would refuse back', async (t) => {
+  // Levels alternate struct and array, with a string at the bottom: the deepest element chain a
+  // level count allows (<string> inside the innermost <value>).
+  const nest = (levels: number): JsonValue => {
+    let value: JsonValue = 'x'
+    for (let i = 0; i < levels; i++) value = i % 2 === 0 ? { a: value } : [value]
+    return value
+  }
+  const deepest = nest(DEFAULT_MAX_DEPTH)
+  t.match(encodeResponse(deepest), /<value><string>x<\/string><\/value>/)
+  t.strictSame(decodeResponse(encodeResponse(deepest)), { fault: false, value: deepest }, `a response value of ${DEFAULT_MAX_DEPTH} levels comes back`)
+  t.strictSame(decodeResponseTree(encodeResponse(deepest)), { fault: false, value: deepest }, '(the tree path too)')
+  t.throws(() => encodeResponse(nest(DEFAULT_MAX_DEPTH + 1)), { name: 'TypeError', message: /deeper than 64 levels/ }, 'one level more is refused')
+  t.throws(() => encodeResponse([nest(DEFAULT_MAX_DEPTH)]), TypeError, 'in an array too')
+
+  // A call's params list is a level: what an echo answers must decode.
+  const params = [1, nest(DEFAULT_MAX_DEPTH - 1)]
+  const call = decodeCall(encodeCall('echo', params))
+  t.strictSame(call, { method: 'echo', params }, `params of ${DEFAULT_MAX_DEPTH - 1} levels in the list: the call decodes`)
+  t.strictSame(decodeResponse(encodeResponse(call.params)), { fault: false, value: params }, 'and so does an echo of them')
+  t.throws(() => encodeCall('echo', [nest(DEFAULT_MAX_DEPTH)]), { name: 'TypeError', message: /params list counting as one/ }, 'a param one level deeper is refused')
+  t.throws(() => encodeCall('echo', [1, [nest(DEFAULT_MAX_DEPTH - 1)]]), TypeError, 'anywhere in the list')
+  t.doesNotThrow(() => encodeCall('echo', [{ $dateTime: '19980717T14:08:55' }, nest(DEFAULT_MAX_DEPTH - 2)]), 'dateTime and base64 objects are scalars, not levels')
+  t.strictSame(decodeResponse(encodeResponse(nest(DEFAULT_MAX_DEPTH - 1))).fault, false)
 })
 
 t.test('size is bounded before parsing', async (t) => {
