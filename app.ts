@@ -1,10 +1,10 @@
 import { isUtf8 } from 'node:buffer'
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyServerOptions } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
 import type { Config } from './lib/config.js'
 import { lifecyclePlugin, reapConnectionsPlugin } from './plugins/lifecycle.js'
 import configPlugin from './plugins/config.js'
-import errorsPlugin from './plugins/errors.js'
+import errorsPlugin, { toErrorBody } from './plugins/errors.js'
 import sessionsPlugin from './plugins/sessions.js'
 import healthRoutes from './routes/health.js'
 import loginRoute from './routes/api/login.js'
@@ -26,6 +26,14 @@ export interface AppOptions {
   config: Config
 }
 
+// A path the router cannot decode (`%zz`, an escape that is not UTF-8) never reaches a route or
+// the error handler: it is answered in the contract's shape too.
+function frameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const body = toErrorBody(err)
+  request.log.info({ code: body.code, statusCode: body.statusCode }, body.message)
+  reply.code(body.statusCode).type('application/json; charset=utf-8').send(body)
+}
+
 /** Fastify server options that depend on the configuration (server.ts and tests share them). */
 export function serverOptions (config: Config): FastifyServerOptions {
   return {
@@ -37,6 +45,7 @@ export function serverOptions (config: Config): FastifyServerOptions {
     keepAliveTimeout: 72_000,
     // We answer 503 SHUTTING_DOWN in the contract's shape ourselves.
     return503OnClosing: false,
+    frameworkErrors: frameworkError,
     ajv: {
       // Bodies are taken as sent: "123" is not a number and 5 is not [5].
       customOptions: { coerceTypes: false, removeAdditional: false }

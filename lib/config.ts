@@ -43,7 +43,9 @@ const EnvSchema = Type.Object({
   WS_PING_MS: Int(30000, 10),
   WS_MAX_BUFFERED_BYTES: Int(1048576, 1024),
   CONSOLE_ENABLED: Type.Optional(Type.Boolean()),
-  READY_PROBE_MS: Int(5000, 10)
+  READY_PROBE_MS: Int(5000, 10),
+  LEGACY_FORWARD_HEADERS: Type.Optional(Type.String()),
+  LEGACY_EXPOSE_HEADERS: Type.Optional(Type.String())
 })
 
 type Env = Static<typeof EnvSchema>
@@ -91,6 +93,10 @@ export interface Config {
   consoleEnabled: boolean
   /** How often /readyz's cached probe of the legacy server is refreshed. */
   readyProbeMs: number
+  /** Request headers /api/xml/* forwards beyond its default list (lower case). */
+  legacyForwardHeaders: string[]
+  /** Legacy answer headers /api/xml/* passes to the browser beyond its default list (lower case). */
+  legacyExposeHeaders: string[]
   demo: boolean
 }
 
@@ -119,6 +125,27 @@ function parseAlarmUrl (value: string): AlarmEndpoint {
   const port = Number(url.port)
   if (!host || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error('bad host or port')
   return { host, port }
+}
+
+// RFC 9110 §5.6.2.
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+// Meaningful on one connection only: forwarding one would describe the wrong connection.
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings']
+// The gateway frames the request and the browser's cookies are the gateway's own.
+const NEVER_FORWARDED = new Set([...HOP_BY_HOP, 'host', 'content-length', 'cookie'])
+const NEVER_EXPOSED = new Set([...HOP_BY_HOP, 'set-cookie', 'set-cookie2'])
+
+/** A comma-separated list of header names, lower-cased; the first name that may not be listed is refused. */
+function parseHeaderNames (env: Record<string, unknown>, variable: string, value: string | undefined, refused: (name: string) => boolean): string[] {
+  const names = new Set<string>()
+  for (const item of (value ?? '').split(',')) {
+    const name = item.trim().toLowerCase()
+    if (name === '') continue
+    if (!TOKEN.test(name)) throw new ConfigError(describe(env, variable, `must be a comma-separated list of header names (${JSON.stringify(name)} is not one)`))
+    if (refused(name)) throw new ConfigError(describe(env, variable, `may not name ${name}`))
+    names.add(name)
+  }
+  return [...names]
 }
 
 function parseOrigins (value: string | undefined): string[] | undefined {
@@ -179,6 +206,11 @@ export function loadConfig (source: NodeJS.ProcessEnv | Record<string, string | 
     throw new ConfigError(describe(data, 'LEGACY_HEARTBEAT_METHOD', 'must be set when LEGACY_HEARTBEAT_MS is above 0'))
   }
 
+  const legacyForwardHeaders = parseHeaderNames(data, 'LEGACY_FORWARD_HEADERS', env.LEGACY_FORWARD_HEADERS, name => NEVER_FORWARDED.has(name))
+  // The gateway owns its CORS policy: a legacy Access-Control-* header would grant other origins
+  // what the gateway does not.
+  const legacyExposeHeaders = parseHeaderNames(data, 'LEGACY_EXPOSE_HEADERS', env.LEGACY_EXPOSE_HEADERS, name => NEVER_EXPOSED.has(name) || name.startsWith('access-control-'))
+
   const demo = legacyUrl === undefined
   return {
     host: env.HOST,
@@ -214,6 +246,8 @@ export function loadConfig (source: NodeJS.ProcessEnv | Record<string, string | 
     wsMaxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
     consoleEnabled: env.CONSOLE_ENABLED ?? demo,
     readyProbeMs: env.READY_PROBE_MS,
+    legacyForwardHeaders,
+    legacyExposeHeaders,
     demo
   }
 }

@@ -6,30 +6,59 @@ import type { PinnedResponse } from '../../lib/pinned-upstream.js'
 import { prefersXml } from '../../lib/accept.js'
 import { decodeXml, encodeText } from '../../lib/charset.js'
 import { jsonToXml, xmlToJson, XmlParseError } from '../../lib/xml.js'
-import { BadRequest, BadUpstreamResponse, UnsupportedMediaType } from '../../lib/errors.js'
+import { BadRequest, BadUpstreamResponse, Forbidden, UnsupportedMediaType } from '../../lib/errors.js'
+import { LegacyPathError, legacyTarget, pathKey, type LegacyTarget } from '../../lib/legacy-path.js'
+import { REQUEST_ID_HEADER } from '../../lib/logger.js'
 
-// reply-from takes one dispatcher per registration. The session rides along with the request
-// headers under a symbol (reply-from copies them with Object.assign, which keeps symbols, and a
-// symbol can never be sent on the wire); the dispatcher below sends the call on that session's
-// pinned socket.
-const SESSION = Symbol('legacy-gateway.session')
+// reply-from takes one dispatcher per registration. The session and the target ride along with
+// the request headers under a symbol (reply-from copies them with Object.assign, which keeps
+// symbols, and a symbol can never be sent on the wire); the dispatcher below sends the call on
+// that session's pinned socket.
+const CALL = Symbol('legacy-gateway.call')
+
+interface Call {
+  session: Session
+  /** The normalised path and the query (lib/legacy-path.ts), sent as they are. */
+  target: string
+}
 
 const PREFIX = '/api/xml'
 
-// Never forwarded to the legacy server: hop-by-hop headers, the browser's credentials for the
-// gateway, and anything that would change how the answer is encoded.
-const DROP_REQUEST = new Set([
-  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te',
-  'trailer', 'transfer-encoding', 'upgrade', 'cookie', 'authorization', 'host',
-  'content-length', 'expect', 'http2-settings'
-])
-// Never passed back to the browser: hop-by-hop headers and the legacy server's own cookies.
-const DROP_RESPONSE = new Set([
-  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer',
-  'transfer-encoding', 'upgrade', 'set-cookie', 'set-cookie2'
-])
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** /api/xml/*: where the request goes on the legacy server, once its target was accepted. */
+    legacyTarget: LegacyTarget | null
+  }
+}
+
+// What the browser may tell the legacy server. Everything else stays at the gateway: its
+// credentials (cookies, Authorization), hop-by-hop headers, and identity claims such as
+// X-Remote-User, X-Forwarded-User or X-Real-IP that legacy servers behind proxies tend to trust.
+// Accept-Encoding is not here: the gateway asks for identity itself.
+const FORWARD = [
+  'content-type', 'accept', 'accept-language', 'accept-charset',
+  'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since', 'if-range', 'range',
+  'user-agent'
+]
+// What the legacy server may tell the browser: the representation, its caching and validators.
+// Content-Encoding is kept although identity is asked for, so that a server that compresses anyway
+// is passed through correctly (onSend leaves such an answer alone). Never Set-Cookie, and never
+// Access-Control-*: the gateway owns its CORS policy.
+const EXPOSE = [
+  'content-type', 'content-length', 'content-encoding', 'content-language', 'content-disposition',
+  'content-range', 'accept-ranges', 'cache-control', 'expires', 'pragma', 'last-modified', 'etag',
+  'age', 'retry-after'
+]
 
 type Headers = Record<string | symbol, unknown>
+
+/** The browser's Accept decides between JSON and the legacy bytes; the legacy server's Vary adds to it. */
+function varyOn (legacy: unknown): string {
+  const value = Array.isArray(legacy) ? legacy.join(', ') : typeof legacy === 'string' ? legacy : ''
+  if (value.trim() === '') return 'Accept'
+  if (value.split(',').some(v => { const name = v.trim().toLowerCase(); return name === 'accept' || name === '*' })) return value
+  return `Accept, ${value}`
+}
 
 function isXmlType (contentType: unknown): contentType is string {
   if (typeof contentType !== 'string') return false
@@ -40,7 +69,7 @@ function isXmlType (contentType: unknown): contentType is string {
 function stringHeaders (headers: Headers): Record<string, string> {
   const out: Record<string, string> = {}
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || value === null || DROP_REQUEST.has(name)) continue
+    if (value === undefined || value === null) continue
     out[name] = Array.isArray(value) ? value.join(', ') : String(value)
   }
   return out
@@ -50,18 +79,25 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
   const config = fastify.config
   const legacy = config.legacyUrl as URL
   const charset = config.legacyCharset
+  const forward = [...new Set([...FORWARD, ...config.legacyForwardHeaders])]
+  const expose = new Set([...EXPOSE, ...config.legacyExposeHeaders])
+  // A raw methodCall on the XML-RPC endpoint would run any method past the rules of /api/rpc/*.
+  const rpcPathKey = pathKey(legacy.pathname)
+  fastify.decorateRequest('legacyTarget', null)
 
   const dispatcher = {
+    // opts.path is reply-from's rebuilding of the URL (WHATWG rules: backslashes become slashes,
+    // escapes change); what is sent is the target decided by lib/legacy-path.ts.
     request (opts: { method: string, path: string, headers: Headers, body?: unknown }, callback: (err: Error | null, res?: unknown) => void) {
-      const session = opts.headers[SESSION] as Session | undefined
-      if (session === undefined) {
+      const call = opts.headers[CALL] as Call | undefined
+      if (call === undefined) {
         callback(new Error('xml proxy: request without a session'))
         return
       }
       const body = opts.body === undefined || opts.body === '' || opts.body === null ? undefined : opts.body as Buffer | string
-      fastify.sessions.request(session, {
+      fastify.sessions.request(call.session, {
         method: opts.method,
-        path: opts.path,
+        path: call.target,
         headers: stringHeaders(opts.headers),
         ...(body === undefined ? {} : { body })
       }).then((res: PinnedResponse) => {
@@ -114,14 +150,28 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
     return json
   }
 
+  // Before the body is read: a refused target costs nothing more and sends nothing.
+  async function checkTarget (request: FastifyRequest): Promise<void> {
+    let target: LegacyTarget
+    try {
+      target = legacyTarget(request.raw.url ?? request.url, PREFIX)
+    } catch (err) {
+      if (err instanceof LegacyPathError) throw new BadRequest(`the path cannot be sent to the legacy server: ${err.message}`, { cause: err })
+      throw err
+    }
+    if (pathKey(target.path) === rpcPathKey) {
+      throw new Forbidden(`${target.path} is the legacy XML-RPC endpoint: call methods with POST /api/rpc/:method`)
+    }
+    request.legacyTarget = target
+  }
+
   fastify.all(`${PREFIX}/*`, {
-    onRequest: fastify.requireSession,
+    onRequest: [fastify.requireSession, checkTarget],
     onSend
   }, async (request, reply) => {
     const session = request.session as Session
-    const rawUrl = request.raw.url ?? request.url
-    const queryAt = rawUrl.indexOf('?')
-    const path = (queryAt >= 0 ? rawUrl.slice(0, queryAt) : rawUrl).slice(PREFIX.length) || '/'
+    const target = request.legacyTarget as LegacyTarget
+    const call: Call = { session, target: target.path + target.query }
     const contentType = request.headers['content-type']
     let body: Buffer | undefined
     let bodyType: string | undefined
@@ -139,24 +189,32 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
         throw new UnsupportedMediaType(`Unsupported Media Type: ${contentType ?? 'none'}`)
       }
     }
-    return reply.from(path, {
+    // The source only satisfies reply-from (it must be a relative path); the dispatcher sends call.target.
+    return reply.from('/', {
       ...(body !== undefined ? { body, contentType: bodyType } : {}),
       // No retries: a call on a legacy login must happen once or fail visibly.
       retryDelay: () => null,
       rewriteRequestHeaders: (_request, headers) => {
-        const out: Headers = { ...headers }
-        out[SESSION] = session
+        const out: Headers = {}
+        for (const name of forward) {
+          const value = (headers as Headers)[name]
+          if (value !== undefined) out[name] = value
+        }
+        out[CALL] = call
         // The answer is converted here, so it must come uncompressed; and a browser asking the
         // gateway for JSON is not asking the legacy server for it.
         out['accept-encoding'] = 'identity'
         if (!prefersXml(request.headers.accept)) out.accept = '*/*'
+        // The gateway's id (the browser's only when it is safe, lib/logger.ts): one id in both logs.
+        out[REQUEST_ID_HEADER] = request.id
         return out as never
       },
       rewriteHeaders: (headers) => {
         const out: Record<string, unknown> = {}
         for (const [name, value] of Object.entries(headers)) {
-          if (!DROP_RESPONSE.has(name)) out[name] = value
+          if (expose.has(name)) out[name] = value
         }
+        out.vary = varyOn(headers.vary)
         return out as never
       },
       onError: (reply, { error }) => {

@@ -28,6 +28,8 @@ test('defaults follow CONTRACT §2', async (t) => {
   t.equal(c.allowedOrigins, undefined)
   t.equal(c.trustProxy, undefined)
   t.equal(c.cookieSecure, false, 'demo mode: not Secure')
+  t.same(c.legacyForwardHeaders, [])
+  t.same(c.legacyExposeHeaders, [])
 })
 
 test('values are parsed and typed', async (t) => {
@@ -57,6 +59,43 @@ test('values are parsed and typed', async (t) => {
   t.equal(loadConfig({ COOKIE_SECURE: 'true' }).cookieSecure, true)
 })
 
+test('header lists: comma-separated, case-insensitive, each name a header token', async (t) => {
+  const c = loadConfig({ LEGACY_FORWARD_HEADERS: ' X-Tenant , x-tenant,Authorization,,', LEGACY_EXPOSE_HEADERS: 'X-Legacy-Version, WWW-Authenticate' })
+  t.same(c.legacyForwardHeaders, ['x-tenant', 'authorization'])
+  t.same(c.legacyExposeHeaders, ['x-legacy-version', 'www-authenticate'])
+  const refused: Array<[string, string, RegExp]> = [
+    ['LEGACY_FORWARD_HEADERS', 'X-Tenant, Cookie', /may not name cookie/],
+    ['LEGACY_FORWARD_HEADERS', 'Host', /may not name host/],
+    ['LEGACY_FORWARD_HEADERS', 'content-length', /may not name content-length/],
+    ['LEGACY_FORWARD_HEADERS', 'Transfer-Encoding', /may not name transfer-encoding/],
+    ['LEGACY_FORWARD_HEADERS', 'Connection', /may not name connection/],
+    ['LEGACY_FORWARD_HEADERS', 'keep-alive', /may not name keep-alive/],
+    ['LEGACY_FORWARD_HEADERS', 'TE', /may not name te/],
+    ['LEGACY_FORWARD_HEADERS', 'Upgrade', /may not name upgrade/],
+    ['LEGACY_FORWARD_HEADERS', 'Proxy-Authorization', /may not name proxy-authorization/],
+    ['LEGACY_FORWARD_HEADERS', 'X Tenant', /header names \("x tenant" is not one\)/],
+    ['LEGACY_FORWARD_HEADERS', 'x-tenant:1', /header names/],
+    ['LEGACY_EXPOSE_HEADERS', 'Set-Cookie', /may not name set-cookie/],
+    ['LEGACY_EXPOSE_HEADERS', 'X-A, Access-Control-Allow-Origin', /may not name access-control-allow-origin/],
+    ['LEGACY_EXPOSE_HEADERS', 'access-control-allow-credentials', /may not name access-control-allow-credentials/],
+    ['LEGACY_EXPOSE_HEADERS', 'Access-Control-Expose-Headers', /may not name access-control-expose-headers/],
+    ['LEGACY_EXPOSE_HEADERS', 'Transfer-Encoding', /may not name transfer-encoding/],
+    ['LEGACY_EXPOSE_HEADERS', 'Connection', /may not name connection/],
+    ['LEGACY_EXPOSE_HEADERS', 'x-é', /header names/]
+  ]
+  for (const [variable, value, problem] of refused) {
+    let error: unknown
+    try {
+      loadConfig({ [variable]: value })
+    } catch (err) {
+      error = err
+    }
+    t.ok(error instanceof ConfigError, `${variable}=${value} is refused`)
+    t.match((error as Error).message, new RegExp(`^invalid configuration: ${variable} `), `and names ${variable}`)
+    t.match((error as Error).message, problem, 'and says why')
+  }
+})
+
 test('a bad value names its variable', async (t) => {
   const cases: Array<[Record<string, string>, string]> = [
     [{ PORT: 'abc' }, 'PORT'],
@@ -83,7 +122,7 @@ test('a bad value names its variable', async (t) => {
 })
 
 test('the server exits 1 with one clear line on a bad value', async (t) => {
-  for (const [name, value] of [['PORT', 'abc'], ['LEGACY_URL', 'ftp://x'], ['ALARM_URL', 'http://x']] as const) {
+  for (const [name, value] of [['PORT', 'abc'], ['LEGACY_URL', 'ftp://x'], ['ALARM_URL', 'http://x'], ['LEGACY_EXPOSE_HEADERS', 'Access-Control-Allow-Origin']] as const) {
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, [name]: value }
     const run = spawnSync(process.execPath, [SERVER], { env, encoding: 'utf8', timeout: 20_000 })
     t.equal(run.status, 1, `${name}=${value} exits 1`)

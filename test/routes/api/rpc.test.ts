@@ -421,3 +421,38 @@ test('a legacy answer with Connection: close ends the session it came on (the an
   t.equal(after.json().code, 'SESSION_LOST', 'then the session is over: never a call on a new socket')
   t.equal(app.sessions.size, 0)
 })
+
+test('login, logout and system.multicall are the gateway\'s: 403 FORBIDDEN in any case, nothing sent, the session kept', async (t) => {
+  const { app, sim } = await build(t)
+  const cookie = await login(app, 'alice')
+  const socket = (await rpc(app, cookie, 'whoami')).json().result.socket
+  sim.clearLedger()
+  const calls: Array<[string, unknown[]]> = [
+    ['login', ['bob', 'bob']], ['LOGIN', ['bob', 'bob']], ['Login', ['bob', 'bob']],
+    ['logout', []], ['LogOut', []],
+    ['system.multicall', [[{ methodName: 'login', params: ['bob', 'bob'] }]]], ['System.MultiCall', [[]]]
+  ]
+  for (const [method, params] of calls) {
+    const res = await rpc(app, cookie, method, params)
+    t.equal(res.statusCode, 403, method)
+    t.equal(res.json().code, 'FORBIDDEN', `${method}: FORBIDDEN`)
+    t.match(res.json().message, /reserved to the gateway/)
+  }
+  t.same(sim.ledger, [], 'nothing reached the legacy server')
+  const after = await rpc(app, cookie, 'whoami')
+  t.equal(after.statusCode, 200, 'the next call works')
+  t.same(after.json().result, { user: 'alice', socket }, 'on the same socket, still logged in as alice')
+  const session = await app.inject({ url: '/api/session', headers: { cookie } })
+  t.equal(session.json().user, 'alice')
+})
+
+test('the reserved names follow LEGACY_LOGIN_METHOD and LEGACY_LOGOUT_METHOD', async (t) => {
+  const { app, sim } = await build(t, { env: { LEGACY_LOGOUT_METHOD: 'ping' } })
+  const cookie = await login(app, 'alice')
+  sim.clearLedger()
+  const res = await rpc(app, cookie, 'PING')
+  t.equal(res.statusCode, 403)
+  t.equal(res.json().code, 'FORBIDDEN')
+  t.same(sim.ledger, [])
+  t.equal((await rpc(app, cookie, 'heartbeat')).statusCode, 200, 'other methods go through')
+})

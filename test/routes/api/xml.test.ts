@@ -1,8 +1,40 @@
 import { test } from 'tap'
-import { request as httpRequest } from 'node:http'
+import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import iconv from 'iconv-lite'
-import { build, login, cookieHeader, JSON_HEADERS } from '../../helper.js'
+import { build, login, rpc, cookieHeader, JSON_HEADERS } from '../../helper.js'
+import { encodeResponse } from '../../../lib/xmlrpc.js'
+
+interface Answer { status: number, headers: IncomingHttpHeaders, body: string }
+
+/**
+ * One request with its target exactly as written (fetch and inject would normalise it first), on
+ * its own socket, bounded in time and bytes.
+ */
+async function send (base: string, opts: { path: string, method?: string, headers?: Record<string, string>, body?: string }): Promise<Answer> {
+  const { hostname, port } = new URL(base)
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest({ host: hostname, port, method: opts.method ?? 'GET', path: opts.path, headers: opts.headers ?? {}, timeout: 5000 }, (res) => {
+      const chunks: Buffer[] = []
+      let size = 0
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length
+        if (size > 1024 * 1024) req.destroy(new Error('answer too large'))
+        else chunks.push(chunk)
+      })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }))
+      res.on('error', reject)
+    })
+    req.on('timeout', () => req.destroy(new Error('no answer within 5 s')))
+    req.on('error', reject)
+    req.end(opts.body)
+  })
+}
+
+function errorCode (answer: Answer): string | undefined {
+  return (JSON.parse(answer.body) as { code?: string }).code
+}
 
 const P3 = {
   '@id': 'p3',
@@ -205,4 +237,181 @@ test('a browser abort mid-response, then a call on the same socket; two users ne
   // The login call itself arrives before the socket is bound (user null).
   for (const [socket, users] of bySocket) t.equal([...users].filter(u => u !== null).length, 1, `socket ${socket} carried one user`)
   t.ok(sim.ledger.filter(e => e.kind === 'xml').every(e => e.user !== null), 'every XML call arrived on a logged-in socket')
+})
+
+test('an absolute-form target reaches the legacy server as the path and query after the prefix', async (t) => {
+  const { app, sim, url } = await build(t, { listen: true })
+  const cookie = await login(app, 'alice')
+  sim.clearLedger()
+  const get = await send(url, { path: `${url}/api/xml/xml/device?id=p3`, headers: { cookie } })
+  t.equal(get.status, 200)
+  t.strictSame(JSON.parse(get.body), { device: P3 })
+  t.same(sim.ledger.map(e => e.method), ['GET /xml/device?id=p3'], 'the legacy server saw the path, not the authority')
+
+  const put = await send(url, { method: 'PUT', path: `${url.replace('http:', 'HTTP:')}/api/xml/xml/echo?x=1&y=%zz`, headers: { cookie, 'content-type': 'application/xml' }, body: '<a/>' })
+  t.equal(put.status, 200)
+  t.equal(sim.lastXmlRequest?.path, '/xml/echo?x=1&y=%zz', 'the query passes unchanged')
+
+  const origin = await send(url, { path: '/api/%78ml/xml/./device/../devices?z=%41', headers: { cookie } })
+  t.equal(origin.status, 200, 'an escaped prefix and dot segments, in origin form')
+  t.equal(sim.ledger.at(-1)?.method, 'GET /xml/devices?z=%41')
+})
+
+test('a path that cannot become a legacy path is 400 BAD_REQUEST: nothing sent, no error logged, the session kept', async (t) => {
+  const lines: string[] = []
+  const { app, sim, url } = await build(t, { listen: true, logStream: { write: (line: string) => lines.push(line) } })
+  const cookie = await login(app, 'alice')
+  sim.clearLedger()
+  for (const path of [
+    '/api/xml/xml\\devices', '/api/xml/\\\\evil.example/x', '/api/xml/xml%2Fdevices', '/api/xml/xml%2fdevices',
+    '/api/xml/xml%5Cdevices', '/api/xml/xml/devices%00.xml', '/api/xml/xml/%0d%0aX-Injected:%201', '/api/xml/xml/%zz',
+    '/api/xml/xml/devices%'
+  ]) {
+    const res = await send(url, { path, headers: { cookie } })
+    t.equal(res.status, 400, path)
+    t.equal(errorCode(res), 'BAD_REQUEST', `${path}: BAD_REQUEST`)
+  }
+  t.same(sim.ledger, [], 'nothing reached the legacy server')
+  t.same(lines.filter(line => (JSON.parse(line) as { level: number }).level >= 50), [], 'no error-level log line')
+  const ok = await send(url, { path: '/api/xml/xml/devices', headers: { cookie } })
+  t.equal(ok.status, 200, 'the session goes on')
+})
+
+test('the XML-RPC endpoint itself is 403 FORBIDDEN under every spelling, and nothing is sent', async (t) => {
+  const { app, sim, url } = await build(t, { listen: true })
+  const cookie = await login(app, 'alice')
+  const whoami = '<?xml version="1.0"?><methodCall><methodName>whoami</methodName><params/></methodCall>'
+  sim.clearLedger()
+  for (const path of [
+    '/api/xml/RPC2', '/api/xml/rpc2', '/api/xml/Rpc2/', '/api/xml/RPC2//', '/api/xml//RPC2', '/api/xml/RPC2;jsessionid=1',
+    '/api/xml/%52PC2', '/api/xml/%2552PC2', '/api/xml/xml/../RPC2', '/api/xml/xml/%2e%2e/RPC2', '/api/xml/x/..;/RPC2',
+    '/api/xml/RPC2.', '/api/xml/RPC2?x=1', `${url}/api/xml/RPC2`
+  ]) {
+    const res = await send(url, { method: 'POST', path, headers: { cookie, 'content-type': 'text/xml' }, body: whoami })
+    t.equal(res.status, 403, path)
+    t.equal(errorCode(res), 'FORBIDDEN', `${path}: FORBIDDEN`)
+  }
+  const get = await send(url, { path: '/api/xml/RPC2', headers: { cookie } })
+  t.equal(get.status, 403, 'any method')
+  t.same(sim.ledger, [], 'nothing reached the legacy server')
+  const res = await rpc(app, cookie, 'whoami')
+  t.equal(res.statusCode, 200, 'the session goes on')
+  t.equal(res.json().result.user, 'alice')
+  const near = await send(url, { path: '/api/xml/RPC2x', headers: { cookie } })
+  t.equal(near.status, 404, 'a neighbouring path is not the endpoint: it goes through')
+})
+
+test('browser headers reach the legacy server from the short list and LEGACY_FORWARD_HEADERS only', async (t) => {
+  const { app, sim } = await build(t, { env: { LEGACY_FORWARD_HEADERS: 'X-Tenant, x-trace' } })
+  const cookie = await login(app, 'alice')
+  const res = await app.inject({
+    method: 'POST',
+    url: '/api/xml/xml/echo',
+    headers: {
+      ...JSON_HEADERS,
+      cookie: `${cookie}; other=1`,
+      authorization: 'Basic YWxpY2U6YWxpY2U=',
+      'proxy-authorization': 'Basic eDp5',
+      'x-remote-user': 'admin',
+      'x-forwarded-user': 'admin',
+      'x-real-ip': '10.0.0.1',
+      'x-forwarded-for': '10.0.0.1',
+      forwarded: 'for=10.0.0.1',
+      'x-invented': 'yes',
+      origin: 'https://app.example.com',
+      'accept-language': 'zh-CN',
+      'accept-charset': 'utf-8',
+      'accept-encoding': 'gzip, br',
+      'if-none-match': '"v1"',
+      'if-modified-since': 'Mon, 01 Jan 2024 00:00:00 GMT',
+      'user-agent': 'console/1',
+      'x-request-id': 'req-42',
+      'x-tenant': 'plant-7',
+      'x-trace': 't1'
+    },
+    payload: { q: 'x' }
+  })
+  t.equal(res.statusCode, 200)
+  const seen = sim.lastXmlRequest?.headers ?? {}
+  for (const name of ['cookie', 'authorization', 'proxy-authorization', 'x-remote-user', 'x-forwarded-user', 'x-real-ip', 'x-forwarded-for', 'forwarded', 'x-invented', 'origin']) {
+    t.equal(seen[name], undefined, `${name} is not forwarded`)
+  }
+  t.equal(seen['accept-language'], 'zh-CN')
+  t.equal(seen['accept-charset'], 'utf-8')
+  t.equal(seen['accept-encoding'], 'identity', 'the answer is asked for uncompressed')
+  t.equal(seen['if-none-match'], '"v1"')
+  t.equal(seen['if-modified-since'], 'Mon, 01 Jan 2024 00:00:00 GMT')
+  t.equal(seen['user-agent'], 'console/1')
+  t.equal(seen['x-request-id'], 'req-42', 'the request id')
+  t.equal(seen['x-tenant'], 'plant-7', 'LEGACY_FORWARD_HEADERS')
+  t.equal(seen['x-trace'], 't1')
+  t.match(seen['content-type'], /^text\/xml/)
+
+  const unsafe = await app.inject({ url: '/api/xml/xml/echo', method: 'PUT', headers: { cookie, 'content-type': 'text/xml', 'x-request-id': 'a b<script>' }, payload: '<a/>' })
+  t.equal(unsafe.statusCode, 200)
+  t.equal(sim.lastXmlRequest?.headers['x-request-id'], unsafe.headers['x-request-id'], 'an unsafe id is replaced by the gateway\'s, the same in both logs')
+  t.not(unsafe.headers['x-request-id'], 'a b<script>')
+})
+
+test('legacy answer headers reach the browser from the representation headers and LEGACY_EXPOSE_HEADERS only', async (t) => {
+  const legacy = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => chunks.push(chunk))
+    req.on('end', () => {
+      if (req.url === '/RPC2') {
+        res.writeHead(200, { 'content-type': 'text/xml' })
+        res.end(encodeResponse('welcome'))
+        return
+      }
+      res.writeHead(200, {
+        'content-type': 'text/xml; charset=utf-8',
+        'access-control-allow-origin': 'https://evil.example.com',
+        'access-control-allow-credentials': 'true',
+        'access-control-expose-headers': '*',
+        'set-cookie': 'legacy=1; Path=/',
+        'x-legacy-secret': 'internal',
+        'x-powered-by': 'Legacy/1.0',
+        server: 'legacy',
+        'x-legacy-version': '7',
+        'cache-control': 'private, max-age=60',
+        etag: '"v1"',
+        'last-modified': 'Mon, 01 Jan 2024 00:00:00 GMT',
+        'content-language': 'zh-CN',
+        'content-disposition': 'inline',
+        vary: 'Accept-Language'
+      })
+      res.end('<a>1</a>')
+    })
+  })
+  legacy.keepAliveTimeout = 0
+  await new Promise<void>(resolve => legacy.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { legacy.closeAllConnections(); legacy.close() })
+  const { port } = legacy.address() as AddressInfo
+  const { app } = await build(t, { env: { LEGACY_URL: `http://127.0.0.1:${port}/RPC2`, LEGACY_EXPOSE_HEADERS: 'X-Legacy-Version' } })
+  const cookie = await login(app, 'alice')
+
+  for (const accept of ['application/json', 'application/xml']) {
+    const res = await app.inject({ url: '/api/xml/doc', headers: { cookie, accept } })
+    t.equal(res.statusCode, 200)
+    for (const name of ['access-control-allow-origin', 'access-control-allow-credentials', 'access-control-expose-headers', 'set-cookie', 'x-legacy-secret', 'x-powered-by', 'server']) {
+      t.equal(res.headers[name], undefined, `${accept}: ${name} is not passed`)
+    }
+    t.equal(res.headers['x-legacy-version'], '7', 'LEGACY_EXPOSE_HEADERS')
+    t.equal(res.headers['cache-control'], 'private, max-age=60')
+    t.equal(res.headers.etag, '"v1"')
+    t.equal(res.headers['last-modified'], 'Mon, 01 Jan 2024 00:00:00 GMT')
+    t.equal(res.headers['content-language'], 'zh-CN')
+    t.equal(res.headers['content-disposition'], 'inline')
+    t.equal(res.headers.vary, 'Accept, Accept-Language', 'the answer depends on Accept, and on what the legacy server said')
+    t.ok(res.headers['x-request-id'], 'the gateway\'s own headers stay')
+  }
+})
+
+test('every /api/xml/* answer says Vary: Accept', async (t) => {
+  const { app } = await build(t)
+  const cookie = await login(app, 'alice')
+  for (const [url, accept] of [['/api/xml/xml/devices', 'application/json'], ['/api/xml/xml/devices', 'application/xml'], ['/api/xml/xml/text', '*/*'], ['/api/xml/xml/nothing', '*/*']] as const) {
+    const res = await app.inject({ url, headers: { cookie, accept } })
+    t.equal(res.headers.vary, 'Accept', `${url} (${accept})`)
+  }
 })
