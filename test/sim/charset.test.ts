@@ -57,3 +57,17 @@ t.test('declared and header charsets; GBK requests are read with the charset set
   t.throws(() => sim.setCharset('klingon-8'), RangeError)
   t.equal(sim.state().charset.charset, 'utf-8')
 })
+
+t.test('the last XML-RPC call is recorded as the bytes that arrived', async (t) => {
+  const sim = await startSim(t)
+  const conn = await RawConnection.open(t, sim)
+  t.equal(sim.lastRpcRequest, null)
+  const body = encodeText(encodeCall('login', ['alice', 'alice'], { encoding: 'GBK' }), 'gbk')
+  await conn.request('POST', '/RPC2', { headers: { 'content-type': 'text/xml' }, body })
+  t.same(sim.lastRpcRequest?.body, body)
+  t.match(sim.lastRpcRequest, { method: 'POST', path: '/RPC2', headers: { 'content-type': 'text/xml' } })
+  await conn.request('GET', '/xml/devices')
+  t.same(sim.lastRpcRequest?.body, body, 'XML requests are not XML-RPC calls')
+  sim.reset()
+  t.equal(sim.lastRpcRequest, null, 'reset clears it')
+})
