@@ -193,12 +193,14 @@ t.test('encodeXml: a character the charset lacks where XML allows no reference i
 t.test('encodeXml costs one encode when the charset has every character, and none beyond UTF-8', async (t) => {
   const xml = encodeCall('echo', [`${SIMPLIFIED} plain ascii € ${SIMPLIFIED}`, { 压力: 3 }], { encoding: 'GBK' })
   encodeXml(xml, 'gbk') // characters are looked up once per process and charset
-  const encode = iconv.encode
+  const { encode, decode } = iconv
   let calls = 0
   iconv.encode = (...args: Parameters<typeof encode>) => { calls++; return encode(...args) }
-  t.teardown(() => { iconv.encode = encode })
+  iconv.decode = (...args: Parameters<typeof decode>) => { calls++; return decode(...args) }
+  t.teardown(() => { iconv.encode = encode; iconv.decode = decode })
   t.same(encodeXml(xml, 'gbk'), encode(xml, 'gbk'))
-  t.equal(calls, 1, 'GBK: one encode')
+  t.equal(calls, 1, 'GBK: one encode, no decode')
+  encodeXml('<a>plain</a>', 'big5')
   calls = 0
   encodeXml('<a>plain</a>', 'big5')
   t.equal(calls, 1, 'ASCII only: one encode')
