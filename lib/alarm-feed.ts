@@ -4,7 +4,7 @@ import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import { randomUUID } from 'node:crypto'
 import { RingBuffer } from './ring-buffer.js'
-import { decodeXml } from './charset.js'
+import { CharsetDecodeError, decodeXml } from './charset.js'
 import { xmlToJson, XmlParseError } from './xml.js'
 
 /**
@@ -181,7 +181,17 @@ export class AlarmFeed extends EventEmitter<{ alarm: [entry: AlarmEntry] }> {
     }
     this.lastDatagramAt = Date.now()
     this.stats.received++
-    const alarm = this.decode(msg)
+    let alarm: unknown
+    try {
+      alarm = this.decode(msg)
+    } catch (err) {
+      if (!(err instanceof CharsetDecodeError)) throw err
+      // Its text would carry U+FFFD where the server sent something else: not the alarm that was
+      // sent, so it gets no seq and reaches nobody.
+      this.stats.malformed++
+      this.log.warn({ bytes: msg.length, err: err.message }, 'alarm datagram with invalid bytes dropped')
+      return
+    }
     const seq = ++this.lastSeq
     const frame = Buffer.from(JSON.stringify({ type: 'alarm', seq, receivedAt: new Date().toISOString(), alarm }))
     const entry: AlarmEntry = { seq, frame }
@@ -189,7 +199,10 @@ export class AlarmFeed extends EventEmitter<{ alarm: [entry: AlarmEntry] }> {
     this.emit('alarm', entry)
   }
 
-  /** XML → the generic mapping; JSON passes; anything else is kept as text and counted. */
+  /**
+   * XML → the generic mapping; JSON passes; anything else is kept as text and counted. Bytes not
+   * valid in the charset throw CharsetDecodeError.
+   */
   private decode (msg: Buffer): unknown {
     const text = decodeXml(msg, undefined, this.opts.charset)
     const start = text.trimStart()[0]

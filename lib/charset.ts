@@ -1,4 +1,5 @@
 // Bytes ⇄ strings for the legacy side, which may speak GBK, GB18030, Big5, … (CONTRACT §1).
+import { isUtf8 } from 'node:buffer'
 import iconv from 'iconv-lite'
 
 const UTF8_LABEL = /^utf-?8$/
@@ -71,37 +72,130 @@ function sniffBom (bytes: Buffer): { charset: string, length: number } | undefin
 // A declaration that was readable as ASCII cannot truly be in UTF-16/32: such a label is ignored.
 const WIDE = /^(?:utf-?(?:16|32)|ucs-?(?:2|4))/
 
-function usable (label: string | undefined, fromDeclaration: boolean): string | undefined {
-  if (label === undefined) return undefined
-  const charset = normalizeCharset(label)
-  if (charset === undefined || (fromDeclaration && WIDE.test(charset))) return undefined
-  return charset
+// The IANA names of US-ASCII, plus the common "ascii". A document labelled so is read as UTF-8:
+// the same text for every valid ASCII document, and what servers that label raw UTF-8 text as
+// ASCII mean (Perl's RPC::XML::Server writes encoding="us-ascii" by default).
+const ASCII_LABELS = new Set([
+  'us-ascii', 'ascii', 'ansi_x3.4-1968', 'ansi_x3.4-1986', 'iso646-us', 'iso_646.irv:1991', 'iso-ir-6',
+  'us', 'ibm367', 'cp367', 'csascii'
+])
+
+/** Where the charset a document was read in came from (named in CharsetDecodeError's message). */
+export type CharsetSource = 'byte order mark' | 'XML declaration' | 'Content-Type' | 'fallback'
+
+/** Bytes that are not valid in the charset they are read in: never turned into U+FFFD. */
+export class CharsetDecodeError extends Error {
+  override readonly name = 'CharsetDecodeError'
+  /** The charset the bytes were read in ('utf-8' for an ASCII label). */
+  readonly charset: string
+  readonly source: CharsetSource
+  /** The label as written, when it is an ASCII label read as UTF-8. */
+  readonly label: string | undefined
+
+  constructor (charset: string, source: CharsetSource, label: string | undefined, options?: ErrorOptions) {
+    let why: string
+    if (source === 'fallback') {
+      why = `${label === undefined ? '' : `${label}, `}the charset for documents that declare none${label === undefined ? '' : ', read as UTF-8'}`
+    } else {
+      why = label === undefined ? `as its ${source} says` : `its ${source} says ${label}, read as UTF-8`
+    }
+    super(`bytes that are not valid ${charset.toUpperCase()} (${why})`, options)
+    this.charset = charset
+    this.source = source
+    this.label = label
+  }
 }
 
 /**
  * An XML body as text. The charset comes from, in order: a BOM (UTF-8, UTF-16, UTF-32); the XML
  * declaration's encoding; the Content-Type charset; `fallback` (then UTF-8). Unknown labels fall
- * through to the next rule. A leading BOM is not part of the result. Never throws: bytes invalid in
- * the charset become U+FFFD.
+ * through to the next rule; an ASCII label (us-ascii, ANSI_X3.4-1968, …) means UTF-8. A leading BOM
+ * is not part of the result. Bytes that are not valid in the charset throw CharsetDecodeError: no
+ * U+FFFD appears that the document did not contain.
  */
 export function decodeXml (body: Buffer, contentType: string | undefined, fallback: string): string {
   const bom = sniffBom(body)
-  if (bom !== undefined) return decodeBytes(body.subarray(bom.length), bom.charset)
-  const charset = usable(declaredXmlEncoding(body), true) ??
-    usable(charsetFromContentType(contentType), false) ??
-    usable(fallback, false) ??
-    'utf-8'
-  return decodeBytes(body, charset)
+  if (bom !== undefined) return decodeBytes(body.subarray(bom.length), bom.charset, 'byte order mark', undefined)
+  let source: CharsetSource = 'XML declaration'
+  let label = declaredXmlEncoding(body)
+  let charset = usable(label, true)
+  if (charset === undefined) {
+    source = 'Content-Type'
+    label = charsetFromContentType(contentType)
+    charset = usable(label, false)
+  }
+  if (charset === undefined) {
+    source = 'fallback'
+    label = fallback
+    charset = usable(label, false) ?? 'utf-8'
+  }
+  return decodeBytes(body, charset, source, charset === 'utf-8' && label !== undefined && isAsciiLabel(label) ? label : undefined)
 }
 
-function decodeBytes (bytes: Buffer, charset: string): string {
+function isAsciiLabel (label: string): boolean {
+  return ASCII_LABELS.has(label.trim().toLowerCase())
+}
+
+function usable (label: string | undefined, fromDeclaration: boolean): string | undefined {
+  if (label === undefined) return undefined
+  if (isAsciiLabel(label)) return 'utf-8'
+  const charset = normalizeCharset(label)
+  if (charset === undefined || (fromDeclaration && WIDE.test(charset))) return undefined
+  return charset
+}
+
+function decodeBytes (bytes: Buffer, charset: string, source: CharsetSource, asciiLabel: string | undefined): string {
   let text: string
-  try {
-    text = charset === 'utf-8' ? bytes.toString('utf8') : iconv.decode(bytes, charset)
-  } catch {
+  if (charset === 'utf-8') {
+    // One native pass over the bytes, and no second decode, on the path nearly every answer takes.
+    if (!isUtf8(bytes)) throw new CharsetDecodeError(charset, source, asciiLabel)
     text = bytes.toString('utf8')
+  } else {
+    try {
+      // The BOM is kept until validDecoding has compared the text with the bytes.
+      text = iconv.decode(bytes, charset, { stripBOM: false })
+    } catch (err) {
+      throw new CharsetDecodeError(charset, source, asciiLabel, { cause: err })
+    }
+    if (!validDecoding(bytes, text, charset)) throw new CharsetDecodeError(charset, source, asciiLabel)
   }
   return text.charCodeAt(0) === 0xFEFF ? text.slice(1) : text
+}
+
+// Charsets that can encode every Unicode character. In the others iconv-lite uses U+FFFD only as
+// its placeholder for an undefined byte, never as a character of the charset.
+const UNIVERSAL = /^(?:utf-?(?:8|16|32)(?:le|be)?|ucs-?(?:2|4)|gb18030|cesu8)$/
+const UTF16 = /^(?:utf-?16|ucs-?2)/
+const UTF32 = /^(?:utf-?32|ucs-?4)/
+const LONE_SURROGATE = /\p{Cs}/u
+// Per universal charset, how it spells U+FFFD.
+const replacementBytes = new Map<string, Buffer>()
+
+/**
+ * Whether iconv-lite read `bytes` without replacing anything. It writes U+FFFD for what it cannot
+ * read, so the text may hold no more U+FFFD than the bytes spell (only GB18030 and the UTFs have the
+ * character); UTF-16/32 are decoded by Node, which instead drops a trailing partial unit and keeps
+ * lone surrogates.
+ */
+function validDecoding (bytes: Buffer, text: string, charset: string): boolean {
+  if (UTF16.test(charset)) {
+    if (bytes.length % 2 !== 0 || LONE_SURROGATE.test(text)) return false
+  } else if (UTF32.test(charset)) {
+    if (bytes.length % 4 !== 0 || LONE_SURROGATE.test(text)) return false
+  }
+  let at = text.indexOf('\uFFFD')
+  if (at === -1) return true
+  if (!UNIVERSAL.test(charset)) return false
+  let spelled = replacementBytes.get(charset)
+  if (spelled === undefined) {
+    spelled = iconv.encode('\uFFFD', charset, { addBOM: false })
+    replacementBytes.set(charset, spelled)
+  }
+  let inText = 0
+  for (; at !== -1; at = text.indexOf('\uFFFD', at + 1)) inText++
+  let inBytes = 0
+  for (let i = bytes.indexOf(spelled); i !== -1; i = bytes.indexOf(spelled, i + spelled.length)) inBytes++
+  return inText <= inBytes
 }
 
 /** `text` in `charset` (any label normalizeCharset accepts); a TypeError for an unknown charset. */
@@ -111,34 +205,167 @@ export function encodeText (text: string, charset: string): Buffer {
   return normalized === 'utf-8' ? Buffer.from(text, 'utf8') : iconv.encode(text, normalized)
 }
 
-// Charsets that can encode every Unicode character.
-const UNIVERSAL = /^(?:utf-?(?:8|16|32)(?:le|be)?|ucs-?(?:2|4)|gb18030|cesu8)$/
+/** A character that `charset` cannot write at a place where XML allows no character reference. */
+export class CharsetEncodeError extends TypeError {
+  override readonly name = 'CharsetEncodeError'
+  readonly charset: string
+  readonly codePoint: number
+
+  constructor (codePoint: number, charset: string, where: string) {
+    super(`${codePointName(codePoint)} (${String.fromCodePoint(codePoint)}) cannot be written in ${charset.toUpperCase()} inside ${where}, where XML allows no character reference`)
+    this.charset = charset
+    this.codePoint = codePoint
+  }
+}
+
+function codePointName (cp: number): string {
+  return `U+${cp.toString(16).toUpperCase().padStart(4, '0')}`
+}
+
+/**
+ * Per charset and Unicode plane, what each code point does when encoded alone: 0 not known yet, 1 it
+ * decodes back to itself, 2 it does not (iconv-lite wrote "?" or, for a few, other characters). Filled
+ * as characters are first seen, so that a document costs a table look-up per character and one encode.
+ */
+interface Repertoire { asciiSafe: boolean, planes: Array<Uint8Array | undefined> }
+const repertoires = new Map<string, Repertoire>()
+// What the XML writers put between text and values; a charset that cannot write these cannot carry XML.
+const MARKUP = '\t\n\r <>&;#"\'=/?!-[]:._'
+
+function repertoireOf (charset: string): Repertoire {
+  let r = repertoires.get(charset)
+  if (r === undefined) {
+    const roundTrips = (text: string): boolean => iconv.decode(iconv.encode(text, charset), charset, { stripBOM: false }) === text
+    if (!roundTrips(MARKUP)) throw new TypeError(`${charset.toUpperCase()} cannot write XML markup`)
+    let ascii = ''
+    for (let c = 0x20; c < 0x7F; c++) ascii += String.fromCharCode(c)
+    // A few legacy charsets (ISO646-JP, VISCII, …) redefine some ASCII characters: then those are checked too.
+    r = { asciiSafe: roundTrips(ascii), planes: [] }
+    repertoires.set(charset, r)
+  }
+  return r
+}
+
+function encodable (r: Repertoire, cp: number, charset: string): boolean {
+  // iconv-lite "encodes" U+FFFD as a byte its table leaves undefined (windows-1252 0x9D, …).
+  if (cp === 0xFFFD) return false
+  const plane = cp >> 16
+  const table = r.planes[plane] ??= new Uint8Array(0x10000)
+  let known = table[cp & 0xFFFF] as number
+  if (known === 0) {
+    const ch = String.fromCodePoint(cp)
+    known = iconv.decode(iconv.encode(ch, charset), charset, { stripBOM: false }) === ch ? 1 : 2
+    table[cp & 0xFFFF] = known
+  }
+  return known === 1
+}
+
+const NON_ASCII = /[^\x00-\x7F]/ // eslint-disable-line no-control-regex
 
 /**
  * Like encodeText, for an XML document: a character the charset cannot represent is written as a
- * character reference (`&#x1F600;`) instead of iconv-lite's "?", so nothing is lost. Only for text that
- * is XML markup or content outside CDATA sections and names (what lib/xmlrpc.ts and lib/xml.ts write,
- * with non-ASCII characters only in text and attribute values).
+ * character reference (`&#x1F600;`) instead of iconv-lite's "?", so nothing is lost. A reference is
+ * only allowed in text and attribute values: such a character anywhere else (an element or attribute
+ * name, a comment, a CDATA section, a processing instruction, after a DOCTYPE) throws
+ * CharsetEncodeError, as does a lone surrogate. Meant for what lib/xmlrpc.ts and lib/xml.ts write
+ * (well-formed markup, text escaped); UTF-8, GB18030 and the other UTFs are encoded as they are.
  */
 export function encodeXml (xml: string, charset: string): Buffer {
   const normalized = normalizeCharset(charset)
   if (normalized === undefined) throw new TypeError(`unknown charset ${JSON.stringify(charset)}`)
   if (normalized === 'utf-8') return Buffer.from(xml, 'utf8')
-  const bytes = iconv.encode(xml, normalized)
-  if (UNIVERSAL.test(normalized) || iconv.decode(bytes, normalized) === xml) return bytes
-  let escaped = ''
-  let run = 0 // start of the run of characters not yet copied
-  for (let i = 0; i < xml.length;) {
+  if (UNIVERSAL.test(normalized)) {
+    // iconv-lite writes U+E5E5 (private use) in GB18030 as bytes it reads back as U+F5F9: the one
+    // character of that charset that takes a reference.
+    if (normalized === 'gb18030' && xml.includes('\uE5E5')) return iconv.encode(withReferences(xml, repertoireOf(normalized), normalized), normalized)
+    return iconv.encode(xml, normalized)
+  }
+  const r = repertoireOf(normalized)
+  const from = r.asciiSafe ? xml.search(NON_ASCII) : 0
+  if (from === -1 || firstUnencodable(xml, from, r, normalized) === -1) return iconv.encode(xml, normalized)
+  return iconv.encode(withReferences(xml, r, normalized), normalized)
+}
+
+function firstUnencodable (xml: string, from: number, r: Repertoire, charset: string): number {
+  for (let i = from; i < xml.length; i++) {
+    const c = xml.charCodeAt(i)
+    if (c < 0x80 && r.asciiSafe) continue
+    const cp = xml.codePointAt(i) as number
+    if (!encodable(r, cp, charset)) return i
+    if (cp > 0xFFFF) i++
+  }
+  return -1
+}
+
+// Where withReferences is in the document. Only TEXT and VALUE may hold a character reference.
+const TEXT = 0
+const TAG = 1 // inside <name …> or </name>, outside quotes
+const VALUE = 2 // inside a quoted attribute value
+const REFERENCE = 3 // between & and ;
+const OPAQUE = 4 // a comment, CDATA section, processing instruction or what follows a DOCTYPE
+
+const OPAQUE_START: ReadonlyArray<[string, string, string]> = [
+  ['<!--', '-->', 'a comment'],
+  ['<![CDATA[', ']]>', 'a CDATA section'],
+  ['<?', '?>', 'a processing instruction'],
+  // A DOCTYPE's internal subset has its own syntax; our writers never write one.
+  ['<!', '', 'a DOCTYPE or markup declaration']
+]
+
+function withReferences (xml: string, r: Repertoire, charset: string): string {
+  let out = ''
+  let copied = 0 // xml before this index is in `out`
+  let state = TEXT
+  let resume = TEXT // where a reference returns to
+  let quote = 0
+  let opaqueEnd = -1
+  let opaqueEndLength = 0
+  let opaqueWhat = ''
+  for (let i = 0; i < xml.length; i++) {
+    const c = xml.charCodeAt(i)
+    if (state === OPAQUE && i === opaqueEnd) {
+      i += opaqueEndLength - 1
+      state = TEXT
+      continue
+    }
+    if (c < 0x80) {
+      if (state === TEXT && c === 0x3C) { // <
+        state = TAG
+        for (const [start, end, what] of OPAQUE_START) {
+          if (!xml.startsWith(start, i)) continue
+          const at = end === '' ? -1 : xml.indexOf(end, i + start.length)
+          state = OPAQUE
+          opaqueEnd = at === -1 ? xml.length : at
+          opaqueEndLength = end.length
+          opaqueWhat = what
+          break
+        }
+      } else if ((state === TEXT || state === VALUE) && c === 0x26) { // &
+        resume = state
+        state = REFERENCE
+      } else if (state === REFERENCE && c === 0x3B) { // ;
+        state = resume
+      } else if (state === TAG && (c === 0x22 || c === 0x27)) {
+        state = VALUE
+        quote = c
+      } else if (state === VALUE && c === quote) {
+        state = TAG
+      } else if (state === TAG && c === 0x3E) { // >
+        state = TEXT
+      }
+      if (r.asciiSafe) continue
+    }
     const cp = xml.codePointAt(i) as number
     const width = cp > 0xFFFF ? 2 : 1
-    if (cp >= 0x80) {
-      const ch = xml.slice(i, i + width)
-      if (iconv.decode(iconv.encode(ch, normalized), normalized) !== ch) {
-        escaped += xml.slice(run, i) + '&#x' + cp.toString(16).toUpperCase() + ';'
-        run = i + width
+    if (cp >= 0xD800 && cp <= 0xDFFF) throw new TypeError(`lone surrogate ${codePointName(cp)} at index ${i} cannot be written in XML`)
+    if (!encodable(r, cp, charset)) {
+      if (state !== TEXT && state !== VALUE) {
+        throw new CharsetEncodeError(cp, charset, state === TAG ? 'an element or attribute name' : state === REFERENCE ? 'an entity reference' : opaqueWhat)
       }
+      out += xml.slice(copied, i) + '&#x' + cp.toString(16).toUpperCase() + ';'
+      copied = i + width
     }
-    i += width
+    i += width - 1
   }
-  return iconv.encode(escaped + xml.slice(run), normalized)
+  return copied === 0 ? xml : out + xml.slice(copied)
 }

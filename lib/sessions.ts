@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { PinnedUpstream, UpstreamError, type PinnedRequest, type PinnedResponse, type PinnedUpstreamOptions } from './pinned-upstream.js'
 import { encodeCall, decodeResponse, XmlRpcParseError, type JsonValue } from './xmlrpc.js'
-import { decodeXml, encodeText } from './charset.js'
+import { CharsetDecodeError, decodeXml, encodeXml } from './charset.js'
 import {
   BadRequest, BadUpstreamResponse, LoginFailed, SessionBusy, SessionLost, TooManySessions,
   UpstreamTimeout, UpstreamUnavailable, ShuttingDown, rpcFault
@@ -297,7 +297,8 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
   private async rpcOnce (upstream: PinnedUpstream, method: string, params: readonly unknown[]): Promise<JsonValue> {
     let body: Buffer
     try {
-      body = encodeText(encodeCall(method, params, this.xmlDeclaration), this.opts.charset)
+      // A character LEGACY_CHARSET lacks travels as a character reference, never as "?".
+      body = encodeXml(encodeCall(method, params, this.xmlDeclaration), this.opts.charset)
     } catch (err) {
       throw new BadRequest(`params cannot be sent as XML-RPC: ${(err as Error).message}`, { cause: err })
     }
@@ -311,14 +312,16 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
       throw new BadUpstreamResponse(`HTTP ${res.statusCode} instead of 200`)
     }
     const contentType = res.headers['content-type']
-    const text = decodeXml(res.body, typeof contentType === 'string' ? contentType : undefined, this.opts.charset)
     let decoded
     try {
+      const text = decodeXml(res.body, typeof contentType === 'string' ? contentType : undefined, this.opts.charset)
       decoded = decodeResponse(text, { maxBytes: this.opts.maxResponseBytes })
     } catch (err) {
       if (err instanceof XmlRpcParseError) {
         throw new BadUpstreamResponse(`${err.reason} XML-RPC (${err.message})`, { cause: err })
       }
+      // The answer was read whole: the socket and the session stay usable.
+      if (err instanceof CharsetDecodeError) throw new BadUpstreamResponse(err.message, { cause: err })
       throw err
     }
     if (decoded.fault) throw rpcFault(decoded.faultCode, decoded.faultString)

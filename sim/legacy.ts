@@ -112,6 +112,8 @@ export interface Simulator {
   readonly ledger: LedgerEntry[]
   readonly running: boolean
   readonly lastXmlRequest: XmlRequestRecord | null
+  /** the last XML-RPC call as received (raw bytes), to check what a client really sent */
+  readonly lastRpcRequest: XmlRequestRecord | null
   readonly subscribers: Subscriber[]
   readonly alarmsSent: number
   sockets (): SocketInfo[]
@@ -127,7 +129,7 @@ export interface Simulator {
   setCharset (charset: string, opts?: { declare?: boolean, header?: boolean }): void
   setKeepAliveHint (seconds: number | null): void
   clearLedger (): void
-  /** fault none, charset utf-8, keep-alive hint off, ledger and lastXmlRequest cleared */
+  /** fault none, charset utf-8, keep-alive hint off, ledger, lastXmlRequest and lastRpcRequest cleared */
   reset (): void
   /** resolves to the datagrams sent (alarms × live subscribers) */
   sendAlarms (n: number, opts?: AlarmOptions): Promise<number>
@@ -207,6 +209,7 @@ const MALFORMED_XML = '<devices count="2"><device id="p3"><name>pump-3</devices>
 class LegacySimulator implements Simulator {
   readonly ledger: LedgerEntry[] = []
   lastXmlRequest: XmlRequestRecord | null = null
+  lastRpcRequest: XmlRequestRecord | null = null
 
   private readonly host: string
   private rpcPort: number
@@ -411,6 +414,7 @@ class LegacySimulator implements Simulator {
     this.charset = { ...DEFAULT_CHARSET }
     this.keepAliveHint = null
     this.lastXmlRequest = null
+    this.lastRpcRequest = null
     this.clearLedger()
   }
 
@@ -466,7 +470,10 @@ class LegacySimulator implements Simulator {
     const url = new URL(req.url ?? '/', 'http://simulator')
     const isRpc = url.pathname === this.rpcPath
     let call: { method: string, params: JsonValue[] } | Error | null = null
-    if (isRpc && req.method === 'POST' && body !== null) call = this.parseCall(req, body)
+    if (isRpc && req.method === 'POST' && body !== null) {
+      this.lastRpcRequest = { method: req.method, path: req.url ?? url.pathname, headers: { ...req.headers }, body }
+      call = this.parseCall(req, body)
+    }
 
     const entry: LedgerEntry = {
       seq: ++this.seq,

@@ -4,7 +4,7 @@ import replyFrom from '@fastify/reply-from'
 import type { Session } from '../../lib/sessions.js'
 import type { PinnedResponse } from '../../lib/pinned-upstream.js'
 import { prefersXml } from '../../lib/accept.js'
-import { decodeXml, encodeText } from '../../lib/charset.js'
+import { CharsetDecodeError, decodeXml, encodeXml } from '../../lib/charset.js'
 import { jsonToXml, xmlToJson, XmlParseError } from '../../lib/xml.js'
 import { BadRequest, BadUpstreamResponse, Forbidden, UnsupportedMediaType } from '../../lib/errors.js'
 import { LegacyPathError, legacyTarget, pathKey, type LegacyTarget } from '../../lib/legacy-path.js'
@@ -143,6 +143,7 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
       json = JSON.stringify(xmlToJson(decodeXml(buffer, contentType, charset), { maxBytes: config.upstreamMaxResponseBytes }))
     } catch (err) {
       if (err instanceof XmlParseError) throw new BadUpstreamResponse(`${err.reason} XML (${err.message})`, { cause: err })
+      if (err instanceof CharsetDecodeError) throw new BadUpstreamResponse(err.message, { cause: err })
       throw err
     }
     reply.header('content-type', 'application/json; charset=utf-8')
@@ -180,7 +181,7 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
         bodyType = contentType
       } else if (typeof request.body === 'object') {
         try {
-          body = encodeText(jsonToXml(request.body, charset === 'utf-8' ? {} : { encoding: charset.toUpperCase() }), charset)
+          body = encodeXml(jsonToXml(request.body, charset === 'utf-8' ? {} : { encoding: charset.toUpperCase() }), charset)
         } catch (err) {
           throw new BadRequest(`the JSON body cannot be written as XML: ${(err as Error).message}`, { cause: err })
         }

@@ -1,9 +1,11 @@
 import t from 'tap'
 import iconv from 'iconv-lite'
 import {
-  charsetFromContentType, declaredXmlEncoding, decodeXml, encodeText, encodeXml, normalizeCharset
+  CharsetDecodeError, CharsetEncodeError, charsetFromContentType, declaredXmlEncoding, decodeXml, encodeText, encodeXml,
+  normalizeCharset
 } from '../../lib/charset.js'
-import { decodeResponse, encodeResponse } from '../../lib/xmlrpc.js'
+import { decodeCall, decodeResponse, encodeCall, encodeResponse } from '../../lib/xmlrpc.js'
+import { jsonToXml, xmlToJson } from '../../lib/xml.js'
 
 const SIMPLIFIED = '压力过高'
 const TRADITIONAL = '壓力過高'
@@ -58,7 +60,7 @@ t.test('which charset wins', async (t) => {
   t.equal(decodeXml(undeclared, 'text/xml; charset=gbk', 'utf-8'), doc(''), 'the Content-Type beats the fallback')
   t.equal(decodeXml(undeclared, 'text/xml', 'gbk'), doc(''), 'the fallback when neither says: a GBK body with no declaration')
   t.equal(decodeXml(undeclared, undefined, 'GBK'), doc(''), 'fallback labels are normalised too')
-  t.not(decodeXml(undeclared, undefined, 'utf-8'), doc(''), 'and it matters')
+  t.throws(() => decodeXml(undeclared, undefined, 'utf-8'), CharsetDecodeError, 'and it matters')
   t.equal(decodeXml(Buffer.from(doc('')), undefined, 'nope-42'), doc(''), 'an unknown fallback means UTF-8')
   const unknownDeclared = iconv.encode(doc(' encoding="x-unknown"'), 'gbk')
   t.equal(decodeXml(unknownDeclared, 'text/xml; charset=GBK', 'utf-8'), doc(' encoding="x-unknown"'), 'an unknown declared label falls through to the Content-Type')
@@ -81,11 +83,51 @@ t.test('BOMs win and are stripped', async (t) => {
   t.strictSame(decodeResponse(decodeXml(Buffer.from('\uFEFF' + encodeResponse(SIMPLIFIED)), undefined, 'utf-8')), { fault: false, value: SIMPLIFIED })
 })
 
-t.test('decoding never throws', async (t) => {
-  t.equal(decodeXml(Buffer.from([0x3C, 0x61, 0x3E, 0xFF, 0xFE, 0xFD, 0x3C, 0x2F, 0x61, 0x3E]), undefined, 'utf-8'), '<a>\uFFFD\uFFFD\uFFFD</a>')
-  t.type(decodeXml(Buffer.from([0x81, 0xFF, 0x00]), undefined, 'gbk'), 'string')
+t.test('bytes invalid in the charset are an error naming it, never U+FFFD', async (t) => {
+  const invalid = (bytes: number[], contentType: string | undefined, fallback: string, message: RegExp, what: string): void => {
+    t.throws(() => decodeXml(Buffer.from(bytes), contentType, fallback), { name: 'CharsetDecodeError', message }, what)
+  }
+  const A = [0x3C, 0x61, 0x3E] // <a>
+  const END = [0x3C, 0x2F, 0x61, 0x3E] // </a>
+  invalid([...A, 0xFF, 0xFE, 0xFD, ...END], undefined, 'utf-8', /not valid UTF-8 \(the charset for documents that declare none\)/, 'UTF-8')
+  invalid([...A, 0xE5, 0x8E, ...END], undefined, 'utf-8', /UTF-8/, 'a truncated UTF-8 sequence')
+  invalid([...A, 0xC0, 0xBC, ...END], undefined, 'utf-8', /UTF-8/, 'an overlong UTF-8 form of <')
+  invalid([...A, 0xED, 0xA0, 0x80, ...END], undefined, 'utf-8', /UTF-8/, 'a UTF-8 encoded surrogate')
+  invalid([0xEF, 0xBB, 0xBF, ...A, 0xFF, ...END], undefined, 'gbk', /not valid UTF-8 \(as its byte order mark says\)/, 'after a UTF-8 BOM')
+  invalid([...A, 0x81, 0x20, ...END], undefined, 'gbk', /not valid GBK/, 'a GBK lead byte without its trail')
+  invalid([...A, 0xFF, ...END], 'text/xml; charset=GBK', 'utf-8', /not valid GBK \(as its Content-Type says\)/, 'GBK named by the Content-Type')
+  invalid([...iconv.encode('<?xml version="1.0" encoding="GBK"?><a>', 'gbk'), 0xD1], undefined, 'utf-8', /not valid GBK \(as its XML declaration says\)/, 'a GBK document cut inside a character')
+  invalid([...A, 0x80, ...END], undefined, 'big5', /BIG5/, 'Big5')
+  invalid([...A, 0x81, ...END], undefined, 'windows-1252', /WINDOWS-1252/, 'a byte windows-1252 leaves undefined')
+  invalid([...A, 0x9D, ...END], undefined, 'windows-1252', /WINDOWS-1252/, 'the one iconv-lite writes for U+FFFD, too')
+  invalid([0x3C, 0x00, 0x61], 'text/xml; charset=utf-16le', 'utf-8', /UTF-16LE/, 'UTF-16 with an odd byte count')
+  invalid([0x3C, 0x00, 0x00, 0xD8, 0x3E, 0x00], 'text/xml; charset=utf-16le', 'utf-8', /UTF-16LE/, 'UTF-16 with a lone surrogate')
+
+  t.equal(decodeXml(Buffer.from('<a>\uFFFD</a>'), undefined, 'utf-8'), '<a>\uFFFD</a>', 'a U+FFFD the UTF-8 document holds is text')
+  const withReplacement = iconv.encode(`<a>\uFFFD ${SIMPLIFIED} \uFFFD</a>`, 'gb18030')
+  t.equal(decodeXml(withReplacement, undefined, 'gb18030'), `<a>\uFFFD ${SIMPLIFIED} \uFFFD</a>`, 'GB18030 can carry U+FFFD: a valid document still decodes')
+  t.throws(() => decodeXml(Buffer.concat([withReplacement, Buffer.from([0x81])]), undefined, 'gb18030'), { name: 'CharsetDecodeError', message: /GB18030/ },
+    'one more U+FFFD than the GB18030 bytes spell is an invalid byte')
+  t.equal(decodeXml(iconv.encode(`<a>${SIMPLIFIED}</a>`, 'gb18030'), undefined, 'gb18030'), `<a>${SIMPLIFIED}</a>`)
   t.equal(decodeXml(Buffer.alloc(0), undefined, 'gbk'), '')
-  t.equal(decodeXml(Buffer.from([0xFF]), undefined, 'utf-8'), '\uFFFD')
+  t.equal(decodeXml(Buffer.alloc(0), undefined, 'utf-8'), '')
+  const err = t.throws(() => decodeXml(Buffer.from([0xFF]), undefined, 'gbk')) as CharsetDecodeError
+  t.match(err, { charset: 'gbk', source: 'fallback', label: undefined })
+})
+
+t.test('an ASCII label means UTF-8: what a Perl RPC::XML server sends', async (t) => {
+  const text = `<methodResponse><params><param><value><string>${SIMPLIFIED} é</string></value></param></params></methodResponse>`
+  for (const label of ['us-ascii', 'US-ASCII', 'ascii', 'ANSI_X3.4-1968', 'iso646-us', 'ISO646-US']) {
+    const doc = `<?xml version="1.0" encoding="${label}"?>${text}`
+    t.strictSame(decodeResponse(decodeXml(Buffer.from(doc), undefined, 'gbk')), { fault: false, value: `${SIMPLIFIED} é` }, `declared ${label}`)
+    t.equal(decodeXml(Buffer.from(text), `text/xml; charset=${label}`, 'gbk'), text, `Content-Type charset=${label}`)
+  }
+  t.equal(decodeXml(Buffer.from(text), undefined, 'us-ascii'), text, 'and as the fallback')
+  t.equal(decodeXml(Buffer.from('<?xml version="1.0" encoding="us-ascii"?><a>plain</a>'), undefined, 'utf-8'), '<?xml version="1.0" encoding="us-ascii"?><a>plain</a>', 'plain ASCII is unchanged')
+  t.throws(() => decodeXml(Buffer.from([...Buffer.from('<?xml version="1.0" encoding="US-ASCII"?><a>'), 0xE9, 0x3C, 0x2F, 0x61, 0x3E]), undefined, 'gbk'),
+    { name: 'CharsetDecodeError', charset: 'utf-8', label: 'US-ASCII', message: /not valid UTF-8 \(its XML declaration says US-ASCII, read as UTF-8\)/ },
+    'a Latin-1 é under an ASCII label is invalid UTF-8: still an error')
+  t.throws(() => decodeXml(Buffer.from([0xFF]), 'text/xml; charset=ascii', 'gbk'), { message: /its Content-Type says ascii, read as UTF-8/ })
 })
 
 t.test('encodeXml writes what a charset lacks as character references', async (t) => {
@@ -99,4 +141,70 @@ t.test('encodeXml writes what a charset lacks as character references', async (t
   t.same(encodeXml('<a>😀</a>', 'gb18030'), iconv.encode('<a>😀</a>', 'gb18030'), 'GB18030 covers everything')
   t.equal(encodeXml('<a>😀</a>', 'utf8').toString(), '<a>😀</a>')
   t.throws(() => encodeXml('x', 'nope-42'), TypeError)
+})
+
+// Every BMP character XML 1.0 can carry as text (escapeXml writes the few others as references
+// itself), and a sample of the other planes: emoji, CJK Extension B, music, the last plane.
+function everyCharacter (): string {
+  let text = '\t\n'
+  for (let c = 0x20; c <= 0xFFFD; c++) if (c < 0xD800 || c > 0xDFFF) text += String.fromCharCode(c)
+  return text + '😀𠀀\u{2A6D6}\u{1D11E}\u{10FFFD}'
+}
+
+t.test('encodeXml: whatever our writers write arrives exactly, in any charset', async (t) => {
+  const all = everyCharacter()
+  for (const charset of ['gbk', 'big5', 'shift_jis', 'euc-kr', 'iso-8859-1', 'windows-1252', 'us-ascii', 'gb18030', 'utf-8']) {
+    const declaration = charset === 'utf-8' ? {} : { encoding: charset.toUpperCase() }
+    const call = encodeXml(encodeCall('echo', [all, { [all]: all }], declaration), charset)
+    t.strictSame(decodeCall(decodeXml(call, undefined, 'utf-8')), { method: 'echo', params: [all, { [all]: all }] }, `XML-RPC text and member names in ${charset}`)
+    const doc = encodeXml(jsonToXml({ root: { '@value': all, '#text': all, child: [all, { '@a': all }] } }, declaration), charset)
+    t.strictSame(xmlToJson(decodeXml(doc, undefined, 'utf-8')), { root: { '@value': all, '#text': all, child: [all, { '@a': all }] } }, `generic XML text and attribute values in ${charset}`)
+  }
+})
+
+t.test('encodeXml writes a reference for what iconv-lite would write as something else', async (t) => {
+  // iconv-lite writes U+E7C7 in GBK as a four-byte GB18030 sequence that GBK reads as two U+FFFD and a "5".
+  t.not(iconv.decode(iconv.encode('\uE7C7', 'gbk'), 'gbk'), '\uE7C7', 'the quirk is real')
+  t.equal(iconv.decode(encodeXml('<a>\uE7C7</a>', 'gbk'), 'gbk'), '<a>&#xE7C7;</a>')
+  t.equal(iconv.decode(encodeXml('<a b="😀">😀 压力 € 𠀀</a>', 'gbk'), 'gbk'), '<a b="&#x1F600;">&#x1F600; 压力 € &#x20000;</a>', 'GBK has € (0x80)')
+  t.equal(iconv.decode(encodeXml('<a b="😀">😀 壓力 € 𠀀</a>', 'big5'), 'big5'), '<a b="&#x1F600;">&#x1F600; 壓力 € &#x20000;</a>', 'Big5 (iconv-lite: HKSCS) has €')
+  t.equal(iconv.decode(encodeXml('<a>\uE5E5 😀</a>', 'gb18030'), 'gb18030'), '<a>&#xE5E5; 😀</a>', 'GB18030: iconv-lite cannot round-trip U+E5E5')
+})
+
+t.test('encodeXml: a character the charset lacks where XML allows no reference is an error naming the charset', async (t) => {
+  const refused = (xml: string, charset: string, codePoint: number, where: RegExp, what: string): void => {
+    t.throws(() => encodeXml(xml, charset), { name: 'CharsetEncodeError', charset: normalizeCharset(charset), codePoint, message: where }, what)
+  }
+  refused(jsonToXml({ 한: 'x' }, { encoding: 'GBK' }), 'gbk', 0xD55C, /^U\+D55C \(한\) cannot be written in GBK inside an element or attribute name/, 'an element name')
+  refused(jsonToXml({ a: { b: { क: '' } } }), 'Big5', 0x0915, /BIG5 inside an element or attribute name/, 'a nested element name')
+  refused(jsonToXml({ a: { '@ŉ': '1' } }), 'gbk', 0x0149, /GBK inside an element or attribute name/, 'an attribute name')
+  refused('<a><!-- 😀 --></a>', 'gbk', 0x1F600, /inside a comment/, 'a comment')
+  refused('<a><![CDATA[ x > 😀 ]]></a>', 'big5', 0x1F600, /inside a CDATA section/, 'a CDATA section')
+  refused('<?pi 😀?><a/>', 'gbk', 0x1F600, /inside a processing instruction/, 'a processing instruction')
+  refused('<!DOCTYPE a><a>😀</a>', 'gbk', 0x1F600, /inside a DOCTYPE/, 'after a DOCTYPE')
+  refused('<a>&😀;</a>', 'gbk', 0x1F600, /inside an entity reference/, 'an entity reference')
+  t.equal(iconv.decode(encodeXml('<a><!-- x --><![CDATA[ ]]> 😀 <?pi?> 😀</a>', 'gbk'), 'gbk'), '<a><!-- x --><![CDATA[ ]]> &#x1F600; <?pi?> &#x1F600;</a>', 'text after them takes references again')
+  t.equal(iconv.decode(encodeXml('<压力 a="1">😀</压力>', 'gbk'), 'gbk'), '<压力 a="1">&#x1F600;</压力>', 'a name the charset can write is fine')
+  t.equal(iconv.decode(encodeXml('<한>😀</한>', 'gb18030'), 'gb18030'), '<한>😀</한>', 'GB18030 writes every name')
+  t.throws(() => encodeXml('<a>\uD800</a>', 'gbk'), { name: 'TypeError', message: /lone surrogate U\+D800/ })
+  t.type(new CharsetEncodeError(0x1F600, 'gbk', 'x'), TypeError, 'a TypeError, as the writers throw for what has no XML form')
+})
+
+t.test('encodeXml costs one encode when the charset has every character, and none beyond UTF-8', async (t) => {
+  const xml = encodeCall('echo', [`${SIMPLIFIED} plain ascii € ${SIMPLIFIED}`, { 压力: 3 }], { encoding: 'GBK' })
+  encodeXml(xml, 'gbk') // characters are looked up once per process and charset
+  const { encode, decode } = iconv
+  let calls = 0
+  iconv.encode = (...args: Parameters<typeof encode>) => { calls++; return encode(...args) }
+  iconv.decode = (...args: Parameters<typeof decode>) => { calls++; return decode(...args) }
+  t.teardown(() => { iconv.encode = encode; iconv.decode = decode })
+  t.same(encodeXml(xml, 'gbk'), encode(xml, 'gbk'))
+  t.equal(calls, 1, 'GBK: one encode, no decode')
+  encodeXml('<a>plain</a>', 'big5')
+  calls = 0
+  encodeXml('<a>plain</a>', 'big5')
+  t.equal(calls, 1, 'ASCII only: one encode')
+  calls = 0
+  t.equal(encodeXml(xml, 'utf-8').toString(), xml)
+  t.equal(calls, 0, 'UTF-8: no iconv at all')
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { decodeXml, encodeText } from '../../lib/charset.js'
+import { CharsetDecodeError, decodeXml, encodeText } from '../../lib/charset.js'
 import { decodeResponse, encodeCall } from '../../lib/xmlrpc.js'
 import { xmlToJson } from '../../lib/xml.js'
 import { RawConnection, startSim, valueOf } from './helper.js'
@@ -17,8 +17,7 @@ t.test('GBK without a declaration decodes right only with the gbk fallback', asy
   t.notMatch(res.body.toString('latin1'), /encoding=/, 'no declared encoding')
   t.same(res.body.includes(encodeText('压力过高', 'gbk')), true, 'the bytes are GBK')
   t.same(decodeResponse(decodeXml(res.body, res.headers['content-type'], 'gbk')), { fault: false, value: [WORDS] })
-  const wrong = decodeResponse(decodeXml(res.body, res.headers['content-type'], 'utf-8'))
-  t.notSame(wrong, { fault: false, value: [WORDS] }, 'a UTF-8 reader gets mojibake')
+  t.throws(() => decodeXml(res.body, res.headers['content-type'], 'utf-8'), CharsetDecodeError, 'a UTF-8 reader refuses it')
 })
 
 t.test('declared and header charsets; GBK requests are read with the charset setting', async (t) => {
@@ -57,4 +56,18 @@ t.test('declared and header charsets; GBK requests are read with the charset set
 
   t.throws(() => sim.setCharset('klingon-8'), RangeError)
   t.equal(sim.state().charset.charset, 'utf-8')
+})
+
+t.test('the last XML-RPC call is recorded as the bytes that arrived', async (t) => {
+  const sim = await startSim(t)
+  const conn = await RawConnection.open(t, sim)
+  t.equal(sim.lastRpcRequest, null)
+  const body = encodeText(encodeCall('login', ['alice', 'alice'], { encoding: 'GBK' }), 'gbk')
+  await conn.request('POST', '/RPC2', { headers: { 'content-type': 'text/xml' }, body })
+  t.same(sim.lastRpcRequest?.body, body)
+  t.match(sim.lastRpcRequest, { method: 'POST', path: '/RPC2', headers: { 'content-type': 'text/xml' } })
+  await conn.request('GET', '/xml/devices')
+  t.same(sim.lastRpcRequest?.body, body, 'XML requests are not XML-RPC calls')
+  sim.reset()
+  t.equal(sim.lastRpcRequest, null, 'reset clears it')
 })

@@ -221,7 +221,7 @@ test('dead peers are found by ping/pong and closed', async (t) => {
   rec.ws.terminate()
 })
 
-test('malformed, JSON and oversized datagrams', async (t) => {
+test('malformed, JSON, oversized and undecodable datagrams', async (t) => {
   const { app, sim, wsUrl, loginAs, url } = await setup(t, { ALARM_MAX_BYTES: '1024' })
   const rec = new Recorder(wsUrl, await loginAs('alice'), url)
   await rec.opened
@@ -229,12 +229,15 @@ test('malformed, JSON and oversized datagrams', async (t) => {
   sim.sendRawAlarm('<alarm><id>1</alarm>')
   sim.sendRawAlarm('{"id":"7","level":"minor"}')
   sim.sendRawAlarm('<alarm>' + 'x'.repeat(2000) + '</alarm>')
+  // Invalid UTF-8 inside well-formed XML: delivered, it would carry U+FFFD instead of what was sent.
+  sim.sendRawAlarm(Buffer.concat([Buffer.from('<alarm><id>9</id><message>'), Buffer.from([0xE5, 0x8E, 0xFF]), Buffer.from('</message></alarm>')]))
   sim.sendRawAlarm('<alarm><id>8</id></alarm>')
   await rec.until(r => r.alarms().length >= 4)
   await sleep(100)
   t.same(rec.alarms().map(a => a.alarm), ['not xml at all', '<alarm><id>1</alarm>', { id: '7', level: 'minor' }, { alarm: { id: '8' } }])
-  t.same(rec.alarms().map(a => a.seq), [1, 2, 3, 4], 'no gap for the dropped one: it never got a number')
-  t.equal(app.alarms?.stats.malformed, 2)
+  t.same(rec.alarms().map(a => a.seq), [1, 2, 3, 4], 'no gap for the dropped ones: they never got a number')
+  t.equal(app.alarms?.stats.malformed, 3, 'the invalid bytes are counted with the malformed')
+  t.equal(app.alarms?.stats.received, 5)
   t.equal(app.alarms?.stats.dropped.oversized, 1)
 })
 
