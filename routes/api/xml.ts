@@ -60,6 +60,22 @@ function varyOn (legacy: unknown): string {
   return `Accept, ${value}`
 }
 
+/**
+ * Every answer here belongs to one user's session: a shared cache (nginx, a CDN) must never keep it
+ * for another. `public` and `s-maxage` go, `private` is added unless the answer may not be stored
+ * at all; the browser's own cache keeps what the legacy server allowed.
+ */
+function privateCaching (legacy: unknown): string {
+  const value = Array.isArray(legacy) ? legacy.join(', ') : typeof legacy === 'string' ? legacy : ''
+  const directives = value.split(',').map(d => d.trim()).filter(d => {
+    const name = (d.split('=')[0] ?? '').trim().toLowerCase()
+    return d !== '' && name !== 'public' && name !== 's-maxage'
+  })
+  const names = directives.map(d => (d.split('=')[0] ?? '').trim().toLowerCase())
+  if (!names.includes('private') && !names.includes('no-store')) directives.unshift('private')
+  return directives.join(', ')
+}
+
 function isXmlType (contentType: unknown): contentType is string {
   if (typeof contentType !== 'string') return false
   const type = (contentType.split(';')[0] ?? '').trim().toLowerCase()
@@ -178,6 +194,9 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
     let bodyType: string | undefined
     if (request.body !== undefined && request.body !== null) {
       if (Buffer.isBuffer(request.body)) {
+        // Given explicitly: from the request itself, reply-from would keep only the bare type and
+        // drop the charset the bytes are in.
+        body = request.body
         bodyType = contentType
       } else if (typeof request.body === 'object') {
         try {
@@ -216,6 +235,7 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
           if (expose.has(name)) out[name] = value
         }
         out.vary = varyOn(headers.vary)
+        out['cache-control'] = privateCaching(headers['cache-control'])
         return out as never
       },
       onError: (reply, { error }) => {

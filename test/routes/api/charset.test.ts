@@ -71,6 +71,14 @@ test('XML bodies from the browser still pass byte for byte', async (t) => {
   const res = await app.inject({ method: 'POST', url: '/api/xml/xml/echo', headers: { 'content-type': 'application/xml', cookie }, payload: body })
   t.equal(res.statusCode, 200)
   t.same(sim.lastXmlRequest?.body, body)
+
+  // The browser's charset label travels with its bytes: without it the legacy server would read
+  // them in its own default.
+  const gbk = iconv.encode('<note>压力过高</note>', 'gbk')
+  const labelled = await app.inject({ method: 'POST', url: '/api/xml/xml/echo', headers: { 'content-type': 'text/xml; charset=GBK', cookie }, payload: gbk })
+  t.equal(labelled.statusCode, 200)
+  t.same(sim.lastXmlRequest?.body, gbk)
+  t.equal(sim.lastXmlRequest?.headers['content-type'], 'text/xml; charset=GBK', 'the Content-Type is passed as the browser wrote it')
 })
 
 interface Legacy { url: string, sockets: Set<number>, answers: Buffer[], contentType: string }

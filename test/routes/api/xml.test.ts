@@ -302,7 +302,8 @@ test('the XML-RPC endpoint itself is 403 FORBIDDEN under every spelling, and not
 })
 
 test('browser headers reach the legacy server from the short list and LEGACY_FORWARD_HEADERS only', async (t) => {
-  const { app, sim } = await build(t, { env: { LEGACY_FORWARD_HEADERS: 'X-Tenant, x-trace' } })
+  // The Origin is listed, so that this write passes the cross-origin check and its headers can be seen.
+  const { app, sim } = await build(t, { env: { LEGACY_FORWARD_HEADERS: 'X-Tenant, x-trace', ALLOWED_ORIGINS: 'https://app.example.com' } })
   const cookie = await login(app, 'alice')
   const res = await app.inject({
     method: 'POST',
@@ -404,6 +405,42 @@ test('legacy answer headers reach the browser from the representation headers an
     t.equal(res.headers['content-disposition'], 'inline')
     t.equal(res.headers.vary, 'Accept, Accept-Language', 'the answer depends on Accept, and on what the legacy server said')
     t.ok(res.headers['x-request-id'], 'the gateway\'s own headers stay')
+  }
+})
+
+test('a legacy answer is one user\'s: never marked for shared caches', async (t) => {
+  let cacheControl: string | undefined
+  const legacy = createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      if (req.url === '/RPC2') {
+        res.writeHead(200, { 'content-type': 'text/xml' })
+        res.end(encodeResponse('welcome'))
+        return
+      }
+      res.writeHead(200, { 'content-type': 'text/xml', ...(cacheControl === undefined ? {} : { 'cache-control': cacheControl }) })
+      res.end('<a>1</a>')
+    })
+  })
+  legacy.keepAliveTimeout = 0
+  await new Promise<void>(resolve => legacy.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { legacy.closeAllConnections(); legacy.close() })
+  const { port } = legacy.address() as AddressInfo
+  const { app } = await build(t, { env: { LEGACY_URL: `http://127.0.0.1:${port}/RPC2` } })
+  const cookie = await login(app, 'alice')
+  const cases: Array<[string | undefined, string]> = [
+    [undefined, 'private'],
+    ['public, max-age=60, s-maxage=600', 'private, max-age=60'],
+    ['max-age=60, proxy-revalidate', 'private, max-age=60, proxy-revalidate'],
+    ['private, max-age=5', 'private, max-age=5'],
+    ['no-store', 'no-store'],
+    ['Public', 'private']
+  ]
+  for (const [legacyValue, expected] of cases) {
+    cacheControl = legacyValue
+    const res = await app.inject({ url: '/api/xml/doc', headers: { cookie } })
+    t.equal(res.statusCode, 200)
+    t.equal(res.headers['cache-control'], expected, `legacy ${legacyValue ?? '(none)'}`)
   }
 })
 
