@@ -186,11 +186,11 @@ export class AlarmFeed extends EventEmitter<{ alarm: [entry: AlarmEntry] }> {
       alarm = this.decode(msg)
     } catch (err) {
       if (!(err instanceof CharsetDecodeError)) throw err
-      // Its text would carry U+FFFD where the server sent something else: not the alarm that was
-      // sent, so it gets no seq and reaches nobody.
+      // As text it would carry U+FFFD where the server sent something else, and dropped it would be
+      // an alarm lost: it is numbered like any other and passed as its exact bytes.
       this.stats.malformed++
-      this.log.warn({ bytes: msg.length, err: err.message }, 'alarm datagram with invalid bytes dropped')
-      return
+      this.log.warn({ bytes: msg.length, err: err.message }, 'alarm datagram with invalid bytes passed as base64')
+      alarm = { $base64: msg.toString('base64') }
     }
     const seq = ++this.lastSeq
     const frame = Buffer.from(JSON.stringify({ type: 'alarm', seq, receivedAt: new Date().toISOString(), alarm }))

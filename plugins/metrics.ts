@@ -130,7 +130,7 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   // The feed forwards a datagram that is neither XML nor JSON as text, so that no alarm is lost to
   // a parser; one whose bytes are invalid in its charset is dropped (its text would not be what
   // was sent). Both are counted here (and in alarms_received_total).
-  follower('alarms_malformed_total', 'Alarm datagrams that were neither well-formed XML nor JSON (forwarded as text) or had bytes invalid in their charset (dropped).', () => feed?.stats.malformed ?? 0)
+  follower('alarms_malformed_total', 'Alarm datagrams that were neither well-formed XML nor JSON (forwarded as text) or had bytes invalid in their charset (forwarded as base64).', () => feed?.stats.malformed ?? 0)
   follower('alarm_subscribes_sent_total', 'Subscribe datagrams sent to the alarm server.', () => feed?.stats.subscribesSent ?? 0)
   follower('alarm_subscribe_errors_total', 'Subscribe datagrams that could not be sent.', () => feed?.stats.subscribeErrors ?? 0)
   gauge('alarm_last_seq', 'Sequence number of the last alarm received by this process (restarts at 0 with the process).', () => feed?.lastSeq ?? 0)

@@ -16,6 +16,8 @@ const LAUGHS = '<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol1 "&lol;&lol;&lol
 /** The identity of an alarm as published: its id, or the chaos token inside a malformed one. */
 function keyOf (alarm: unknown): string {
   if (typeof alarm === 'string') return `id:${/chaos-\d+/.exec(alarm)?.[0] ?? '?'}`
+  const raw = (alarm as { $base64?: unknown } | null)?.$base64
+  if (typeof raw === 'string') return keyOf(Buffer.from(raw, 'base64').toString('latin1'))
   const a = alarm as { alarm?: { id?: unknown }, id?: unknown } | null
   const id = a?.alarm?.id ?? a?.id
   return `id:${typeof id === 'string' ? id : '?'}`

@@ -229,13 +229,17 @@ test('malformed, JSON, oversized and undecodable datagrams', async (t) => {
   sim.sendRawAlarm('<alarm><id>1</alarm>')
   sim.sendRawAlarm('{"id":"7","level":"minor"}')
   sim.sendRawAlarm('<alarm>' + 'x'.repeat(2000) + '</alarm>')
-  // Invalid UTF-8 inside well-formed XML: delivered, it would carry U+FFFD instead of what was sent.
-  sim.sendRawAlarm(Buffer.concat([Buffer.from('<alarm><id>9</id><message>'), Buffer.from([0xE5, 0x8E, 0xFF]), Buffer.from('</message></alarm>')]))
+  // Invalid UTF-8 inside well-formed XML: as text it would carry U+FFFD instead of what was sent.
+  const undecodable = Buffer.concat([Buffer.from('<alarm><id>9</id><message>'), Buffer.from([0xE5, 0x8E, 0xFF]), Buffer.from('</message></alarm>')])
+  sim.sendRawAlarm(undecodable)
   sim.sendRawAlarm('<alarm><id>8</id></alarm>')
-  await rec.until(r => r.alarms().length >= 4)
+  await rec.until(r => r.alarms().length >= 5)
   await sleep(100)
-  t.same(rec.alarms().map(a => a.alarm), ['not xml at all', '<alarm><id>1</alarm>', { id: '7', level: 'minor' }, { alarm: { id: '8' } }])
-  t.same(rec.alarms().map(a => a.seq), [1, 2, 3, 4], 'no gap for the dropped ones: they never got a number')
+  t.same(rec.alarms().map(a => a.alarm), [
+    'not xml at all', '<alarm><id>1</alarm>', { id: '7', level: 'minor' },
+    { $base64: undecodable.toString('base64') }, { alarm: { id: '8' } }
+  ], 'the undecodable one is passed as its exact bytes')
+  t.same(rec.alarms().map(a => a.seq), [1, 2, 3, 4, 5], 'no gap for the oversized one: it never got a number')
   t.equal(app.alarms?.stats.malformed, 3, 'the invalid bytes are counted with the malformed')
   t.equal(app.alarms?.stats.received, 5)
   t.equal(app.alarms?.stats.dropped.oversized, 1)
