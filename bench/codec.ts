@@ -1,4 +1,4 @@
-// XML-RPC codec benchmark (issue 8, item 4): encode (a methodCall from JSON params) and decode (a
+// XML-RPC codec benchmark: encode (a methodCall from JSON params) and decode (a
 // methodResponse from the bytes the socket delivered) on small, medium and large documents, ours
 // (lib/xmlrpc.ts) side by side with the `xmlrpc` npm package and xml2js, in one process, interleaved,
 // the median of several rounds.

@@ -1,4 +1,4 @@
-// RPC path benchmark (issue 8, item 1): N virtual users, each logged in and calling `echo` with a
+// RPC path benchmark: N virtual users, each logged in and calling `echo` with a
 // small struct serially as fast as it can, all at once, for a fixed time; three systems one after
 // the other on the same simulator, in one run:
 //

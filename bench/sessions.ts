@@ -1,4 +1,4 @@
-// Sessions benchmark (issue 8, item 2): log in 1,000 and then 10,000 sessions and report the memory
+// Sessions benchmark: log in 1,000 and then 10,000 sessions and report the memory
 // each idle pinned session costs the system under test (RSS and V8 heap growth per session, in KB)
 // and the login rate, for legacy-gateway and for the seed-style peer, one after the other in one run.
 //

