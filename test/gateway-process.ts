@@ -1,24 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import http from 'node:http'
-import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
+import { freePort } from './free-port.js'
+
+export { freePort }
 
 // The compiled entry point, next to dist/test/.
 export const SERVER_JS = fileURLToPath(new URL('../server.js', import.meta.url))
-
-/** A free loopback port: bound to port 0, read, released (the gateway prints no port of its own). */
-export async function freePort (host = '127.0.0.1'): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, host, resolve)
-  })
-  const { port } = server.address() as net.AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 export interface LogLine {
   level: number

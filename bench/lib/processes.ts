@@ -2,8 +2,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { readFileSync } from 'node:fs'
-import net from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
+import { freePort } from '../../test/free-port.js'
 import type { FromChild, ToChild } from './probe.js'
 
 const SERVE = fileURLToPath(new URL('./serve.js', import.meta.url))
@@ -46,15 +46,6 @@ export interface StartOptions {
   env?: Record<string, string>
   /** Extra node flags, e.g. --cpu-prof. */
   execArgv?: string[]
-}
-
-/** A port free right now on 127.0.0.1 (server.ts listens on PORT; the race is harmless on loopback). */
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 async function waitHealthy (url: string, exited: Promise<void>): Promise<void> {
