@@ -3,33 +3,55 @@
 import os from 'node:os'
 import { readFileSync } from 'node:fs'
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
 
-/**
- * `--name value` or `--name=value` on the command line, else the environment variable, else the
- * default. Benchmarks read a handful of knobs; a full parser would only hide them.
- */
-export function option (name: string, envName: string, fallback: string): string {
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string
-    if (arg === `--${name}`) {
-      const next = argv[i + 1]
-      return next === undefined || next.startsWith('--') ? 'true' : next
-    }
-    if (arg.startsWith(`--${name}=`)) return arg.slice(name.length + 3)
-  }
+// Every knob of every benchmark, for node:util's strict parseArgs: a misspelled or unknown option
+// is an error, never silently the default. One table, because bench/run.ts hands the same
+// arguments to each benchmark (each reads the ones it uses).
+const OPTIONS = {
+  clients: { type: 'string' },
+  concurrency: { type: 'string' },
+  duration: { type: 'string' },
+  explain: { type: 'boolean' },
+  'gateway-flags': { type: 'string' },
+  'log-level': { type: 'string' },
+  only: { type: 'string' },
+  profile: { type: 'boolean' },
+  'profile-dir': { type: 'string' },
+  rates: { type: 'string' },
+  rounds: { type: 'string' },
+  sessions: { type: 'string' },
+  users: { type: 'string' },
+  warmup: { type: 'string' },
+  windows: { type: 'string' }
+} as const satisfies NonNullable<ParseArgsConfig['options']>
+
+export type OptionName = keyof typeof OPTIONS
+
+let parsed: Partial<Record<OptionName, string | boolean>> | undefined
+
+/** The benchmark's own arguments, parsed once; positionals (a child's role, a file) are allowed. */
+function args (): Partial<Record<OptionName, string | boolean>> {
+  parsed ??= parseArgs({ args: process.argv.slice(2), options: OPTIONS, strict: true, allowPositionals: true }).values
+  return parsed
+}
+
+/** `--name value` or `--name=value` on the command line, else the environment variable, else the default. */
+export function option (name: OptionName, envName: string, fallback: string): string {
+  const value = args()[name]
+  if (value !== undefined) return String(value)
   const env = process.env[envName]
   return env === undefined || env === '' ? fallback : env
 }
 
-export function numberOption (name: string, envName: string, fallback: number): number {
+export function numberOption (name: OptionName, envName: string, fallback: number): number {
   const raw = option(name, envName, String(fallback))
   const value = Number(raw)
   if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} (${envName}) must be a non-negative number, got ${JSON.stringify(raw)}`)
   return value
 }
 
-export function listOption (name: string, envName: string, fallback: number[]): number[] {
+export function listOption (name: OptionName, envName: string, fallback: number[]): number[] {
   const raw = option(name, envName, fallback.join(','))
   const values = raw.split(',').map(s => Number(s.trim()))
   if (values.length === 0 || values.some(v => !Number.isInteger(v) || v <= 0)) {
@@ -38,7 +60,7 @@ export function listOption (name: string, envName: string, fallback: number[]): 
   return values
 }
 
-export function flag (name: string, envName: string): boolean {
+export function flag (name: OptionName, envName: string): boolean {
   const raw = option(name, envName, 'false')
   return raw === 'true' || raw === '1' || raw === 'yes'
 }
