@@ -5,8 +5,8 @@ import { PinnedUpstream, UpstreamError, type PinnedRequest, type PinnedResponse,
 import { encodeCall, decodeResponse, XmlRpcParseError, type JsonValue } from './xmlrpc.js'
 import { CharsetDecodeError, decodeXml, encodeXml } from './charset.js'
 import {
-  BadRequest, BadUpstreamResponse, LoginFailed, SessionBusy, SessionLost, TooManySessions,
-  UpstreamTimeout, UpstreamUnavailable, ShuttingDown, rpcFault
+  BadRequest, BadUpstreamResponse, LoginFailed, RpcFault, SessionBusy, SessionLost, TooManySessions,
+  UpstreamTimeout, UpstreamUnavailable, ShuttingDown, outcomeOf, type CallOutcome
 } from './errors.js'
 
 /**
@@ -55,26 +55,11 @@ interface Tombstone { reason: EndReason, at: number }
 const TOMBSTONE_TTL_MS = 60 * 60 * 1000
 const noopLogger = { info () {}, warn () {} }
 
-/** The outcome of one upstream call, without the method name (metrics labels stay bounded). */
-export type CallOutcome = 'ok' | 'fault' | 'timeout' | 'lost' | 'bad_response' | 'busy' | 'unavailable' | 'bad_request'
-
 export interface SessionStoreEvents {
   end: [session: Session, reason: EndReason]
   open: [session: Session]
   /** One upstream call finished (RPC, XML proxy, login, logout or heartbeat). */
   call: [outcome: CallOutcome, seconds: number]
-}
-
-function outcomeOf (err: unknown): CallOutcome {
-  switch ((err as { code?: string }).code) {
-    case 'RPC_FAULT': return 'fault'
-    case 'UPSTREAM_TIMEOUT': return 'timeout'
-    case 'SESSION_LOST': return 'lost'
-    case 'SESSION_BUSY': return 'busy'
-    case 'UPSTREAM_UNAVAILABLE': return 'unavailable'
-    case 'BAD_REQUEST': return 'bad_request'
-    default: return 'bad_response'
-  }
 }
 
 export class SessionStore extends EventEmitter<SessionStoreEvents> {
@@ -324,7 +309,7 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
       if (err instanceof CharsetDecodeError) throw new BadUpstreamResponse(err.message, { cause: err })
       throw err
     }
-    if (decoded.fault) throw rpcFault(decoded.faultCode, decoded.faultString)
+    if (decoded.fault) throw new RpcFault(decoded.faultCode, decoded.faultString)
     return decoded.value
   }
 
