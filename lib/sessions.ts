@@ -62,6 +62,18 @@ export interface SessionStoreEvents {
   call: [outcome: CallOutcome, seconds: number]
 }
 
+/**
+ * What the browser is told when the login call fails: the legacy server's refusal (a fault) is
+ * LOGIN_FAILED; a timeout, an unusable answer and params that cannot be sent keep their own
+ * answer; anything else (refused, reset or closed before answering) means the legacy server is
+ * not usable right now.
+ */
+function loginError (err: unknown): Error {
+  if (err instanceof RpcFault) return new LoginFailed(err.message, { cause: err })
+  if (err instanceof UpstreamTimeout || err instanceof BadUpstreamResponse || err instanceof BadRequest) return err
+  return new UpstreamUnavailable(err instanceof Error ? err.message : String(err), { cause: err })
+}
+
 export class SessionStore extends EventEmitter<SessionStoreEvents> {
   private readonly sessions = new Map<string, Session>()
   // Ended sessions are remembered for a while so that their cookie gets SESSION_LOST ("log in
@@ -134,11 +146,7 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
       result = await this.rpc(upstream, this.opts.loginMethod, [username, password])
     } catch (err) {
       await upstream.destroy()
-      const code = (err as { code?: string }).code
-      if (code === 'RPC_FAULT') throw new LoginFailed((err as Error).message, { cause: err })
-      if (code === 'UPSTREAM_TIMEOUT' || code === 'BAD_UPSTREAM_RESPONSE' || code === 'BAD_REQUEST') throw err
-      // Refused, reset or closed before answering: the legacy server is not usable right now.
-      throw new UpstreamUnavailable((err as Error).message, { cause: err })
+      throw loginError(err)
     } finally {
       this.loginsInFlight--
     }
