@@ -117,8 +117,34 @@ test('the outcome of a failed legacy call comes from the table; anything unexpec
   t.equal(new Set(CALL_OUTCOMES).size, CALL_OUTCOMES.length, 'each label once')
   t.strictSame([...CALL_OUTCOMES].sort(),
     ['ok', ...new Set(CODES.flatMap(c => { const e = ERRORS[c]; return 'outcome' in e ? [e.outcome] : [] }))].sort())
-  const documented = /`outcome`: ([a-z_, ]+) \|/.exec(section('docs/OPERATIONS.md', '## Metrics'))?.[1]?.split(', ')
+  const metrics = section('docs/OPERATIONS.md', '## Metrics')
+  const documented = /`outcome`: ([a-z_, ]+) \|/.exec(metrics)?.[1]?.split(', ')
   t.strictSame(documented?.sort(), [...CALL_OUTCOMES].sort(), 'docs/OPERATIONS.md lists every outcome, and no other')
+  const pairs = [...metrics.matchAll(/`([a-z_]+)`\s+`([A-Z_]+)`/g)].map(m => [m[1] as string, m[2] as string] as const)
+  t.equal(pairs.length, CALL_OUTCOMES.length - 1, 'and says which code each failed outcome is')
+  for (const [label, code] of pairs) {
+    const entry = isErrorCode(code) ? ERRORS[code] : undefined
+    t.equal(entry !== undefined && 'outcome' in entry ? entry.outcome : undefined, label, `${label}: ${code}`)
+  }
+})
+
+test('the README\'s error section names every code of the table, and no code the table lacks', async (t) => {
+  const text = section('README.md', '## Error answers')
+  const named = new Set([...text.matchAll(/`([A-Z][A-Z_]+)`/g)].map(m => m[1] as string))
+  for (const code of CODES) t.ok(named.has(code), `${code} is in the README's error section`)
+  for (const code of named) t.ok(isErrorCode(code), `${code}, in the README, is in the table`)
+  for (const code of GATEWAY_OWN) {
+    t.match(text, new RegExp(`gateway's own[^]*\`${code}\``), `${code} is described as the gateway's own`)
+  }
+})
+
+test('the browser client knows every code of the table', async (t) => {
+  const source = readFileSync(ROOT + 'client/legacy-gateway.ts', 'utf8')
+  const union = /export type ErrorCode =([^]*?)\n\n/.exec(source)?.[1] ?? ''
+  const listed = new Set([...union.matchAll(/'([A-Z_]+)'/g)].map(m => m[1] as string))
+  for (const code of CODES) t.ok(listed.has(code), `client ErrorCode lists ${code}`)
+  const own = ['NETWORK_ERROR', 'HTTP_ERROR', 'BAD_RESPONSE']
+  t.strictSame([...listed].filter(c => !own.includes(c)).sort(), [...CODES].sort(), 'and nothing else but its own')
 })
 
 // Compile-time: a template with %s takes one detail, one without takes none.
