@@ -1,10 +1,10 @@
 import { isUtf8 } from 'node:buffer'
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { Config } from './lib/config.js'
 import { lifecyclePlugin, reapConnectionsPlugin } from './plugins/lifecycle.js'
 import configPlugin from './plugins/config.js'
-import errorsPlugin, { toErrorBody } from './plugins/errors.js'
+import errorsPlugin, { frameworkError } from './plugins/errors.js'
 import sessionsPlugin from './plugins/sessions.js'
 import healthRoutes from './routes/health.js'
 import loginRoute from './routes/api/login.js'
@@ -24,14 +24,6 @@ import { BadRequest } from './lib/errors.js'
 
 export interface AppOptions {
   config: Config
-}
-
-// A path the router cannot decode (`%zz`, an escape that is not UTF-8) never reaches a route or
-// the error handler: it is answered in the contract's shape too.
-function frameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
-  const body = toErrorBody(err)
-  request.log.info({ code: body.code, statusCode: body.statusCode }, body.message)
-  reply.code(body.statusCode).type('application/json; charset=utf-8').send(body)
 }
 
 /** Fastify server options that depend on the configuration (server.ts and tests share them). */

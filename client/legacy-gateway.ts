@@ -12,12 +12,15 @@
  * only one of them has.
  */
 
-/** Codes of the contract, plus the client's own: NETWORK_ERROR, HTTP_ERROR, BAD_RESPONSE. */
+/**
+ * The gateway's codes (its error table, lib/errors.ts: a test keeps this list equal to it), plus
+ * the client's own: NETWORK_ERROR, HTTP_ERROR, BAD_RESPONSE.
+ */
 export type ErrorCode =
   | 'BAD_REQUEST' | 'UNAUTHENTICATED' | 'SESSION_LOST' | 'LOGIN_FAILED' | 'FORBIDDEN' | 'NOT_FOUND'
-  | 'PAYLOAD_TOO_LARGE' | 'UNSUPPORTED_MEDIA_TYPE' | 'RPC_FAULT' | 'SESSION_BUSY' | 'RATE_LIMITED'
-  | 'BAD_UPSTREAM_RESPONSE' | 'UPSTREAM_UNAVAILABLE' | 'TOO_MANY_SESSIONS' | 'SHUTTING_DOWN'
-  | 'UPSTREAM_TIMEOUT' | 'INTERNAL_ERROR'
+  | 'METHOD_NOT_ALLOWED' | 'PAYLOAD_TOO_LARGE' | 'UNSUPPORTED_MEDIA_TYPE' | 'RPC_FAULT' | 'SESSION_BUSY'
+  | 'RATE_LIMITED' | 'BAD_UPSTREAM_RESPONSE' | 'UPSTREAM_UNAVAILABLE' | 'TOO_MANY_SESSIONS'
+  | 'SHUTTING_DOWN' | 'UPSTREAM_TIMEOUT' | 'INTERNAL_ERROR'
   | 'NETWORK_ERROR' | 'HTTP_ERROR' | 'BAD_RESPONSE'
   | (string & {})
 

@@ -5,8 +5,8 @@ import { PinnedUpstream, UpstreamError, type PinnedRequest, type PinnedResponse,
 import { encodeCall, decodeResponse, XmlRpcParseError, type JsonValue } from './xmlrpc.js'
 import { CharsetDecodeError, decodeXml, encodeXml } from './charset.js'
 import {
-  BadRequest, BadUpstreamResponse, LoginFailed, SessionBusy, SessionLost, TooManySessions,
-  UpstreamTimeout, UpstreamUnavailable, ShuttingDown, rpcFault
+  BadRequest, BadUpstreamResponse, LoginFailed, RpcFault, SessionBusy, SessionLost, TooManySessions,
+  UpstreamTimeout, UpstreamUnavailable, ShuttingDown, outcomeOf, type CallOutcome
 } from './errors.js'
 
 /**
@@ -55,9 +55,6 @@ interface Tombstone { reason: EndReason, at: number }
 const TOMBSTONE_TTL_MS = 60 * 60 * 1000
 const noopLogger = { info () {}, warn () {} }
 
-/** The outcome of one upstream call, without the method name (metrics labels stay bounded). */
-export type CallOutcome = 'ok' | 'fault' | 'timeout' | 'lost' | 'bad_response' | 'busy' | 'unavailable' | 'bad_request'
-
 export interface SessionStoreEvents {
   end: [session: Session, reason: EndReason]
   open: [session: Session]
@@ -65,16 +62,16 @@ export interface SessionStoreEvents {
   call: [outcome: CallOutcome, seconds: number]
 }
 
-function outcomeOf (err: unknown): CallOutcome {
-  switch ((err as { code?: string }).code) {
-    case 'RPC_FAULT': return 'fault'
-    case 'UPSTREAM_TIMEOUT': return 'timeout'
-    case 'SESSION_LOST': return 'lost'
-    case 'SESSION_BUSY': return 'busy'
-    case 'UPSTREAM_UNAVAILABLE': return 'unavailable'
-    case 'BAD_REQUEST': return 'bad_request'
-    default: return 'bad_response'
-  }
+/**
+ * What the browser is told when the login call fails: the legacy server's refusal (a fault) is
+ * LOGIN_FAILED; a timeout, an unusable answer and params that cannot be sent keep their own
+ * answer; anything else (refused, reset or closed before answering) means the legacy server is
+ * not usable right now.
+ */
+function loginError (err: unknown): Error {
+  if (err instanceof RpcFault) return new LoginFailed(err.message, { cause: err })
+  if (err instanceof UpstreamTimeout || err instanceof BadUpstreamResponse || err instanceof BadRequest) return err
+  return new UpstreamUnavailable(err instanceof Error ? err.message : String(err), { cause: err })
 }
 
 export class SessionStore extends EventEmitter<SessionStoreEvents> {
@@ -149,11 +146,7 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
       result = await this.rpc(upstream, this.opts.loginMethod, [username, password])
     } catch (err) {
       await upstream.destroy()
-      const code = (err as { code?: string }).code
-      if (code === 'RPC_FAULT') throw new LoginFailed((err as Error).message, { cause: err })
-      if (code === 'UPSTREAM_TIMEOUT' || code === 'BAD_UPSTREAM_RESPONSE' || code === 'BAD_REQUEST') throw err
-      // Refused, reset or closed before answering: the legacy server is not usable right now.
-      throw new UpstreamUnavailable((err as Error).message, { cause: err })
+      throw loginError(err)
     } finally {
       this.loginsInFlight--
     }
@@ -324,7 +317,7 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
       if (err instanceof CharsetDecodeError) throw new BadUpstreamResponse(err.message, { cause: err })
       throw err
     }
-    if (decoded.fault) throw rpcFault(decoded.faultCode, decoded.faultString)
+    if (decoded.fault) throw new RpcFault(decoded.faultCode, decoded.faultString)
     return decoded.value
   }
 

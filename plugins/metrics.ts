@@ -1,7 +1,8 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { CallOutcome, EndReason } from '../lib/sessions.js'
+import type { EndReason } from '../lib/sessions.js'
+import { CALL_OUTCOMES, type CallOutcome } from '../lib/errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -13,8 +14,8 @@ declare module 'fastify' {
 const PREFIX = 'legacy_gateway_'
 
 // Every label value is listed up front, so each series exists (at 0) from the first scrape and
-// the label sets stay bounded: never a user name, session id, method name or address.
-const OUTCOMES: readonly CallOutcome[] = ['ok', 'fault', 'timeout', 'lost', 'bad_response', 'busy', 'unavailable', 'bad_request']
+// the label sets stay bounded: never a user name, session id, method name or address. The call
+// outcomes are the error table's (lib/errors.ts).
 const END_REASONS: readonly EndReason[] = ['lost', 'timeout', 'expired', 'logout', 'replaced', 'shutdown']
 const DROP_REASONS = ['spoofed', 'oversized', 'slow_client'] as const
 type DropReason = typeof DROP_REASONS[number]
@@ -92,7 +93,7 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
     registers
   })
   for (const reason of END_REASONS) ended.inc({ reason }, 0)
-  for (const outcome of OUTCOMES) {
+  for (const outcome of CALL_OUTCOMES) {
     calls.inc({ outcome }, 0)
     latency.zero({ outcome })
   }
