@@ -70,8 +70,10 @@ export interface SessionStoreEvents {
  */
 function loginError (err: unknown): Error {
   if (err instanceof RpcFault) return new LoginFailed(err.message, { cause: err })
-  if (err instanceof UpstreamTimeout || err instanceof BadUpstreamResponse || err instanceof BadRequest) return err
-  return new UpstreamUnavailable(err instanceof Error ? err.message : String(err), { cause: err })
+  if (err instanceof UpstreamTimeout || err instanceof BadUpstreamResponse || err instanceof BadRequest || err instanceof UpstreamUnavailable) return err
+  // The socket closed before the login was answered (reset, closed, crashed): no session was ever
+  // there to lose, the legacy server is just not usable right now.
+  return new UpstreamUnavailable('the connection closed before the login was answered', { cause: err })
 }
 
 export class SessionStore extends EventEmitter<SessionStoreEvents> {
