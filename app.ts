@@ -1,7 +1,8 @@
 import { isUtf8 } from 'node:buffer'
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
-import type { Config } from './lib/config.js'
+import type { Server } from 'node:http'
+import type { FastifyError, FastifyHttpOptions, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { AppConfig, Config } from './lib/config.js'
 import { lifecyclePlugin, reapConnectionsPlugin } from './plugins/lifecycle.js'
 import configPlugin from './plugins/config.js'
 import errorsPlugin, { toErrorBody } from './plugins/errors.js'
@@ -23,7 +24,7 @@ import { REQUEST_ID_HEADER } from './lib/logger.js'
 import { BadRequest } from './lib/errors.js'
 
 export interface AppOptions {
-  config: Config
+  config: AppConfig
 }
 
 // A path the router cannot decode (`%zz`, an escape that is not UTF-8) never reaches a route or
@@ -34,13 +35,19 @@ function frameworkError (err: FastifyError, request: FastifyRequest, reply: Fast
   reply.code(body.statusCode).type('application/json; charset=utf-8').send(body)
 }
 
-/** Fastify server options that depend on the configuration (server.ts and tests share them). */
-export function serverOptions (config: Config): FastifyServerOptions {
+/**
+ * The Fastify server options, timeouts included: server.ts and the tests share them, so that the
+ * server under test is the one in production.
+ */
+export function serverOptions (config: Config): FastifyHttpOptions<Server> {
   return {
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy ?? false,
-    // Slow clients may not hold a connection forever (Fastify's requestTimeout is 0 by default);
-    // the time the legacy server takes to answer is bounded separately by LEGACY_TIMEOUT_MS.
+    // Slow clients may not hold a connection forever (Fastify's requestTimeout is 0 by default):
+    // 10 s for the headers (slowloris), 30 s for the whole request, and idle keep-alive
+    // connections closed after 72 s, above nginx's 60 s. The time the legacy server takes to
+    // answer is bounded separately by LEGACY_TIMEOUT_MS.
+    http: { headersTimeout: 10_000 },
     requestTimeout: 30_000,
     keepAliveTimeout: 72_000,
     // We answer 503 SHUTTING_DOWN in the contract's shape ourselves.

@@ -52,11 +52,10 @@ type Env = Static<typeof EnvSchema>
 
 export interface AlarmEndpoint { host: string, port: number }
 
-export interface Config {
+/** Every setting but the legacy endpoint, which demo mode may only know once the simulator runs. */
+interface Settings {
   host: string
   port: number
-  /** The legacy XML-RPC endpoint; undefined means demo mode (server.ts starts the simulator). */
-  legacyUrl: URL | undefined
   legacyCharset: string
   legacyTimeoutMs: number
   legacyConnectTimeoutMs: number
@@ -97,8 +96,20 @@ export interface Config {
   legacyForwardHeaders: string[]
   /** Legacy answer headers /api/xml/* passes to the browser beyond its default list (lower case). */
   legacyExposeHeaders: string[]
+  /** LEGACY_URL was unset: the legacy system is the built-in simulator (lib/demo.ts). */
   demo: boolean
 }
+
+/** The configuration the gateway runs with: the legacy XML-RPC endpoint is known. */
+export interface AppConfig extends Settings {
+  legacyUrl: URL
+}
+
+/**
+ * The configuration as the environment gives it. Without LEGACY_URL the endpoint is not known
+ * yet: lib/demo.ts starts the simulator and resolves it to an AppConfig.
+ */
+export type Config = AppConfig | (Settings & { legacyUrl: undefined })
 
 /** Thrown for a bad configuration value; `message` is the one line an operator sees. */
 export class ConfigError extends Error {

@@ -28,8 +28,6 @@ const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
 
 async function sessions (fastify: FastifyInstance): Promise<void> {
   const config = fastify.config
-  if (config.legacyUrl === undefined) throw new Error('sessions: LEGACY_URL is not resolved (demo mode starts the simulator first)')
-
   await fastify.register(cookie)
 
   const store = new SessionStore({

@@ -45,7 +45,7 @@ function probe (host: string, port: number, timeoutMs: number): Promise<string |
  */
 export default async function readyRoutes (fastify: FastifyInstance): Promise<void> {
   const config = fastify.config
-  const legacy = config.legacyUrl as URL
+  const legacy = config.legacyUrl
   const host = legacy.hostname.replace(/^\[|\]$/g, '')
   const port = Number(legacy.port) || (legacy.protocol === 'https:' ? 443 : 80)
 

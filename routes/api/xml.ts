@@ -93,7 +93,7 @@ function stringHeaders (headers: Headers): Record<string, string> {
 
 export default async function xmlRoutes (fastify: FastifyInstance): Promise<void> {
   const config = fastify.config
-  const legacy = config.legacyUrl as URL
+  const legacy = config.legacyUrl
   const charset = config.legacyCharset
   const forward = [...new Set([...FORWARD, ...config.legacyForwardHeaders])]
   const expose = new Set([...EXPOSE, ...config.legacyExposeHeaders])
