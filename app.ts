@@ -18,7 +18,6 @@ import readyRoutes from './routes/ready.js'
 import alarmWsRoutes from './routes/ws/alarms.js'
 import consoleRoutes from './routes/console.js'
 import upstreamLimitPlugin from './plugins/upstream-limit.js'
-import instanceCookiePlugin from './plugins/instance-cookie.js'
 import originsPlugin from './plugins/origins.js'
 import { REQUEST_ID_HEADER } from './lib/logger.js'
 import { BadRequest } from './lib/errors.js'
@@ -96,7 +95,6 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(originsPlugin)
   await fastify.register(sessionsPlugin)
   await fastify.register(upstreamLimitPlugin)
-  await fastify.register(instanceCookiePlugin)
   await fastify.register(alarmsPlugin)
   await fastify.register(metricsPlugin)
   await fastify.register(healthRoutes)

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
 import app, { serverOptions } from '../app.js'
 import { loadConfig, type AppConfig } from '../lib/config.js'
@@ -22,6 +22,8 @@ export interface BuildOptions {
   listen?: boolean
   /** Receives the JSON log lines (level info unless LOG_LEVEL says otherwise). */
   logStream?: LogDestination
+  /** Registered after the gateway, before it is ready: a test's own routes beside the gateway's. */
+  plugin?: FastifyPluginAsync
 }
 
 /** A simulator on ephemeral loopback ports, closed when the test ends. */
@@ -58,6 +60,7 @@ export async function build (t: Test, opts: BuildOptions = {}): Promise<Built & 
   const { config, sim } = await configure(t, opts)
   const fastify = Fastify({ ...loggerOptions(config, opts.logStream), ...serverOptions(config) })
   await fastify.register(app, { config })
+  if (opts.plugin !== undefined) await fastify.register(opts.plugin)
   t.teardown(() => fastify.close())
   let url = ''
   if (opts.listen === true) url = await fastify.listen({ host: '127.0.0.1', port: 0 })

@@ -30,10 +30,10 @@ export default async function rpcRoute (fastify: FastifyInstance): Promise<void>
 
   fastify.post<{ Params: { '*': string }, Body: unknown[] | { params: unknown[] } | null | undefined }>('/api/rpc/*', {
     onRequest: fastify.requireSession,
-    schema: { params: RpcParams, body: RpcBody, response: { 200: RpcReply } }
+    schema: { params: RpcParams, body: RpcBody, response: { 200: RpcReply } },
+    config: { upstream: true }
   }, async (request) => {
-    const session = request.session
-    if (session === null) throw new Error('requireSession did not run')
+    const session = request.getSession()
     const method = request.params['*']
     const instead = reserved.get(method.toLowerCase())
     if (instead !== undefined) throw new Forbidden(`${method} is reserved to the gateway: ${instead}`)

@@ -14,8 +14,7 @@ export default async function sessionRoutes (fastify: FastifyInstance): Promise<
     onRequest: fastify.requireSession,
     schema: { response: { 200: SessionReply } }
   }, async (request) => {
-    const session = request.session
-    if (session === null) throw new Error('requireSession did not run')
+    const session = request.getSession()
     return {
       user: session.user,
       connected: session.upstream.connected,
