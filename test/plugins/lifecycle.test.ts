@@ -24,7 +24,9 @@ test('while shutting down: routes with config.duringShutdown answer (/healthz in
   for (const path of ['/api/session', '/readyz', '/metrics', '/nothing']) {
     const refused = await fetch(`${url}${path}`, { headers: { cookie } })
     t.equal(refused.status, 503, `${path} is refused`)
-    t.equal((await refused.json() as { code: string }).code, 'SHUTTING_DOWN')
+    const body = await refused.json() as Record<string, unknown>
+    t.equal(body.code, 'SHUTTING_DOWN')
+    t.same(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'], 'the whole error body')
   }
   t.equal((await inFlight).status, 200)
   await closing
