@@ -1,13 +1,21 @@
+/**
+ * The configuration: environment variables read once at start, validated, typed (CONTRACT §2).
+ * A bad value is a ConfigError naming the variable, which server.ts prints as one line.
+ */
 import envSchema from 'env-schema'
 import { Type, type Static } from 'typebox'
 import type { FastifyServerOptions } from 'fastify'
 import { normalizeCharset } from './charset.js'
 
-// Every variable of CONTRACT §2, plus a few operational knobs of our own (documented in
-// .env.example and docs/OPERATIONS.md). Integers are coerced by env-schema's Ajv.
+// Integers are coerced by env-schema's Ajv.
 const Int = (def: number, min = 0, max = 2 ** 31 - 1) => Type.Integer({ default: def, minimum: min, maximum: max })
 
-const EnvSchema = Type.Object({
+/**
+ * The one table of configuration variables: every variable of CONTRACT §2, plus a few operational
+ * knobs of our own, with their defaults. `.env.example` and the configuration tables of README.md
+ * and docs/OPERATIONS.md are checked against it (test/lib/config.test.ts).
+ */
+export const EnvSchema = Type.Object({
   HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
   PORT: Int(3000, 0, 65535),
   LEGACY_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s/?#]+', description: 'http(s) URL' })),
