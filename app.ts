@@ -73,8 +73,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   // send the legacy server a password or a value the browser never wrote.
   const parseJson = fastify.getDefaultJsonParser('error', 'error')
   fastify.removeContentTypeParser('application/json')
-  fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
-    const bytes = body as Buffer
+  fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, bytes: Buffer, done) => {
     if (bytes.length === 0) {
       done(null, null)
       return
