@@ -39,6 +39,7 @@ function probe (host: string, port: number, timeoutMs: number): Promise<string |
  * Checks read "ok" when passing; otherwise a short reason, and the check is named in `failing`.
  */
 export default async function readyRoutes (fastify: FastifyInstance): Promise<void> {
+  const routes = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const config = fastify.config
   const legacy = config.legacyUrl
   const host = legacy.hostname.replace(/^\[|\]$/g, '')
@@ -69,7 +70,7 @@ export default async function readyRoutes (fastify: FastifyInstance): Promise<vo
     clearInterval(timer)
   })
 
-  fastify.withTypeProvider<TypeBoxTypeProvider>().get('/readyz', {
+  routes.get('/readyz', {
     logLevel: 'warn',
     // A 503 is either { status: 'not ready', checks, failing } or the error body of SHUTTING_DOWN
     // (plugins/lifecycle.ts), which a schema of the first would strip: it is written as it is.

@@ -54,7 +54,7 @@ const CONNECT_TIMEOUT_MS = 1000
 const QUEUE_MAX = 4
 const ALARM_BUFFER = 500
 const WS_PING_MS = 3000
-// As server.ts sets it; Node checks header/request timeouts every connectionsCheckingInterval.
+// As serverOptions (app.ts) sets them; Node checks header/request timeouts every connectionsCheckingInterval.
 const HEADERS_TIMEOUT_MS = 10_000
 const REQUEST_TIMEOUT_MS = 30_000
 const CONNECTIONS_CHECK_MS = 30_000
