@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer'
-import fp from 'fastify-plugin'
 import type { Server } from 'node:http'
+import fp from 'fastify-plugin'
 import type { FastifyError, FastifyHttpOptions, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AppConfig, Config } from './lib/config.js'
 import { lifecyclePlugin, reapConnectionsPlugin } from './plugins/lifecycle.js'
