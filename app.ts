@@ -1,7 +1,8 @@
 import { isUtf8 } from 'node:buffer'
+import type { Server } from 'node:http'
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyServerOptions } from 'fastify'
-import type { Config } from './lib/config.js'
+import type { FastifyHttpOptions, FastifyInstance } from 'fastify'
+import type { AppConfig, Config } from './lib/config.js'
 import { lifecyclePlugin, reapConnectionsPlugin } from './plugins/lifecycle.js'
 import configPlugin from './plugins/config.js'
 import errorsPlugin, { frameworkError } from './plugins/errors.js'
@@ -17,22 +18,27 @@ import readyRoutes from './routes/ready.js'
 import alarmWsRoutes from './routes/ws/alarms.js'
 import consoleRoutes from './routes/console.js'
 import upstreamLimitPlugin from './plugins/upstream-limit.js'
-import instanceCookiePlugin from './plugins/instance-cookie.js'
 import originsPlugin from './plugins/origins.js'
 import { REQUEST_ID_HEADER } from './lib/logger.js'
 import { BadRequest } from './lib/errors.js'
 
 export interface AppOptions {
-  config: Config
+  config: AppConfig
 }
 
-/** Fastify server options that depend on the configuration (server.ts and tests share them). */
-export function serverOptions (config: Config): FastifyServerOptions {
+/**
+ * The Fastify server options, timeouts included: server.ts and the tests share them, so that the
+ * server under test is the one in production.
+ */
+export function serverOptions (config: Config): FastifyHttpOptions<Server> {
   return {
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy ?? false,
-    // Slow clients may not hold a connection forever (Fastify's requestTimeout is 0 by default);
-    // the time the legacy server takes to answer is bounded separately by LEGACY_TIMEOUT_MS.
+    // Slow clients may not hold a connection forever (Fastify's requestTimeout is 0 by default):
+    // 10 s for the headers (slowloris), 30 s for the whole request, and idle keep-alive
+    // connections closed after 72 s, above nginx's 60 s. The time the legacy server takes to
+    // answer is bounded separately by LEGACY_TIMEOUT_MS.
+    http: { headersTimeout: 10_000 },
     requestTimeout: 30_000,
     keepAliveTimeout: 72_000,
     // We answer 503 SHUTTING_DOWN in the contract's shape ourselves.
@@ -59,8 +65,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   // send the legacy server a password or a value the browser never wrote.
   const parseJson = fastify.getDefaultJsonParser('error', 'error')
   fastify.removeContentTypeParser('application/json')
-  fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
-    const bytes = body as Buffer
+  fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, bytes: Buffer, done) => {
     if (bytes.length === 0) {
       done(null, null)
       return
@@ -81,7 +86,6 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(originsPlugin)
   await fastify.register(sessionsPlugin)
   await fastify.register(upstreamLimitPlugin)
-  await fastify.register(instanceCookiePlugin)
   await fastify.register(alarmsPlugin)
   await fastify.register(metricsPlugin)
   await fastify.register(healthRoutes)

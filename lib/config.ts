@@ -1,13 +1,21 @@
+/**
+ * The configuration: environment variables read once at start, validated, typed (CONTRACT §2).
+ * A bad value is a ConfigError naming the variable, which server.ts prints as one line.
+ */
 import envSchema from 'env-schema'
 import { Type, type Static } from 'typebox'
 import type { FastifyServerOptions } from 'fastify'
 import { normalizeCharset } from './charset.js'
 
-// Every variable of CONTRACT §2, plus a few operational knobs of our own (documented in
-// .env.example and docs/OPERATIONS.md). Integers are coerced by env-schema's Ajv.
+// Integers are coerced by env-schema's Ajv.
 const Int = (def: number, min = 0, max = 2 ** 31 - 1) => Type.Integer({ default: def, minimum: min, maximum: max })
 
-const EnvSchema = Type.Object({
+/**
+ * The one table of configuration variables: every variable of CONTRACT §2, plus a few operational
+ * knobs of our own, with their defaults. `.env.example` and the configuration tables of README.md
+ * and docs/OPERATIONS.md are checked against it (test/lib/config.test.ts).
+ */
+export const EnvSchema = Type.Object({
   HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
   PORT: Int(3000, 0, 65535),
   LEGACY_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s/?#]+', description: 'http(s) URL' })),
@@ -52,11 +60,10 @@ type Env = Static<typeof EnvSchema>
 
 export interface AlarmEndpoint { host: string, port: number }
 
-export interface Config {
+/** Every setting but the legacy endpoint, which demo mode may only know once the simulator runs. */
+interface Settings {
   host: string
   port: number
-  /** The legacy XML-RPC endpoint; undefined means demo mode (server.ts starts the simulator). */
-  legacyUrl: URL | undefined
   legacyCharset: string
   legacyTimeoutMs: number
   legacyConnectTimeoutMs: number
@@ -97,8 +104,20 @@ export interface Config {
   legacyForwardHeaders: string[]
   /** Legacy answer headers /api/xml/* passes to the browser beyond its default list (lower case). */
   legacyExposeHeaders: string[]
+  /** LEGACY_URL was unset: the legacy system is the built-in simulator (lib/demo.ts). */
   demo: boolean
 }
+
+/** The configuration the gateway runs with: the legacy XML-RPC endpoint is known. */
+export interface AppConfig extends Settings {
+  legacyUrl: URL
+}
+
+/**
+ * The configuration as the environment gives it. Without LEGACY_URL the endpoint is not known
+ * yet: lib/demo.ts starts the simulator and resolves it to an AppConfig.
+ */
+export type Config = AppConfig | (Settings & { legacyUrl: undefined })
 
 /** Thrown for a bad configuration value; `message` is the one line an operator sees. */
 export class ConfigError extends Error {

@@ -1,14 +1,15 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
-import type { Config } from '../lib/config.js'
+import type { AppConfig } from '../lib/config.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    config: Config
+    /** The resolved configuration (lib/config.ts): read once at start, never changed. */
+    config: AppConfig
   }
 }
 
-async function config (fastify: FastifyInstance, opts: { config: Config }): Promise<void> {
+async function config (fastify: FastifyInstance, opts: { config: AppConfig }): Promise<void> {
   fastify.decorate('config', opts.config)
 }
 

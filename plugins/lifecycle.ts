@@ -8,10 +8,15 @@ declare module 'fastify' {
     /** True from the moment close() is called: new requests get 503 SHUTTING_DOWN. */
     readonly shuttingDown: boolean
   }
+  interface FastifyContextConfig {
+    /** The route still answers while the gateway shuts down (liveness: the process is alive). */
+    duringShutdown?: boolean
+  }
 }
 
 /**
- * Graceful close, part 1 (registered first): refuse new requests with the contract's 503.
+ * Graceful close, part 1 (registered first): refuse new requests with the contract's 503, but for
+ * routes with `config: { duringShutdown: true }`.
  * Part 2 is `reapConnections`, registered last, so that it runs after every other preClose hook
  * (sessions logged out, WebSockets closed).
  */
@@ -20,7 +25,7 @@ async function lifecycle (fastify: FastifyInstance): Promise<void> {
   fastify.decorate('shuttingDown', { getter: () => shuttingDown })
   fastify.addHook('preClose', async () => { shuttingDown = true })
   fastify.addHook('onRequest', async (request, reply) => {
-    if (!shuttingDown || request.url === '/healthz') return
+    if (!shuttingDown || request.routeOptions.config.duringShutdown === true) return
     reply.header('connection', 'close')
     throw new ShuttingDown()
   })

@@ -6,16 +6,34 @@ import { SessionStore, describeEnd, type Session } from '../lib/sessions.js'
 import { SessionLost, Unauthenticated } from '../lib/errors.js'
 
 export const SESSION_COOKIE = 'lg_sid'
+/**
+ * Several instances behind one nginx (deploy/nginx-multi.conf): a session is a TCP socket held by
+ * one process, so every request of the session must reach that process; any other instance does
+ * not know the session and answers 401. With INSTANCE_NAME set, this cookie, `lg_inst=<name>`,
+ * comes and goes with the session cookie, and nginx maps it to that instance's upstream; cleared
+ * at logout, the browser's next login is balanced again. It only routes: it grants nothing, and a
+ * forged one merely sends the request to an instance where the session cookie is unknown. (A
+ * stale one, after the session was lost or expired, is harmless for the same reason.)
+ */
+export const INSTANCE_COOKIE = 'lg_inst'
 
 declare module 'fastify' {
   interface FastifyInstance {
     sessions: SessionStore
-    /** onRequest hook for routes that need a logged-in session. */
+    /**
+     * onRequest hook of the routes that need a logged-in session: resolves it from the session
+     * cookie (then `request.getSession()` returns it), or answers 401.
+     */
     requireSession: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    /** Sets the session cookie, and with INSTANCE_NAME the instance cookie beside it. */
     setSessionCookie: (reply: FastifyReply, session: Session) => void
+    /** Clears both. */
     clearSessionCookie: (reply: FastifyReply) => void
   }
   interface FastifyRequest {
+    /** The caller's session, as requireSession resolved it; 401 UNAUTHENTICATED on a route without requireSession. */
+    getSession: () => Session
+    /** Where requireSession keeps it (null before it, or without it); routes read it with getSession(). */
     session: Session | null
   }
 }
@@ -28,8 +46,6 @@ const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
 
 async function sessions (fastify: FastifyInstance): Promise<void> {
   const config = fastify.config
-  if (config.legacyUrl === undefined) throw new Error('sessions: LEGACY_URL is not resolved (demo mode starts the simulator first)')
-
   await fastify.register(cookie)
 
   const store = new SessionStore({
@@ -52,6 +68,10 @@ async function sessions (fastify: FastifyInstance): Promise<void> {
   })
   fastify.decorate('sessions', store)
   fastify.decorateRequest('session', null)
+  fastify.decorateRequest('getSession', function (this: FastifyRequest): Session {
+    if (this.session === null) throw new Unauthenticated()
+    return this.session
+  })
 
   const cookieOptions = {
     path: '/',
@@ -60,11 +80,14 @@ async function sessions (fastify: FastifyInstance): Promise<void> {
     secure: config.cookieSecure
   }
 
+  const instance = config.instanceName
   fastify.decorate('setSessionCookie', (reply: FastifyReply, session: Session) => {
     reply.setCookie(SESSION_COOKIE, session.id, cookieOptions)
+    if (instance !== undefined) reply.setCookie(INSTANCE_COOKIE, instance, cookieOptions)
   })
   fastify.decorate('clearSessionCookie', (reply: FastifyReply) => {
     reply.clearCookie(SESSION_COOKIE, cookieOptions)
+    if (instance !== undefined) reply.clearCookie(INSTANCE_COOKIE, cookieOptions)
   })
 
   // The identity comes from the cookie alone; nothing in the query, headers or body is consulted.

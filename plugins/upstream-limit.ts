@@ -7,18 +7,21 @@ declare module 'fastify' {
     /** The global bound on browser requests that reach the legacy server (metrics read it). */
     upstreamLimit: { readonly max: number, readonly inFlight: number, readonly rejected: number }
   }
+  interface FastifyContextConfig {
+    /**
+     * The route's requests become legacy calls on the caller's session, and count against
+     * UPSTREAM_MAX_CONCURRENT. Logins are bounded by MAX_SESSIONS and the login rate limit instead.
+     */
+    upstream?: boolean
+  }
 }
-
-// The routes whose requests become legacy calls. Logins are bounded by MAX_SESSIONS and the
-// login rate limit instead.
-const UPSTREAM_ROUTES = new Set(['/api/rpc/*', '/api/xml/*'])
 
 /**
  * Each session has its own socket and queue (SESSION_QUEUE_MAX), so nothing else bounds the
  * calls that all sessions together put on the legacy server. Past UPSTREAM_MAX_CONCURRENT in
  * flight, a request is answered 503 UPSTREAM_UNAVAILABLE with Retry-After at once, before it
  * queues: the legacy server is protected and the browser is told to come back, rather than
- * waiting behind a backlog it cannot see.
+ * waiting behind a backlog it cannot see. Routes take part with `config: { upstream: true }`.
  */
 async function upstreamLimit (fastify: FastifyInstance): Promise<void> {
   const max = fastify.config.upstreamMaxConcurrent
@@ -33,7 +36,7 @@ async function upstreamLimit (fastify: FastifyInstance): Promise<void> {
 
   fastify.addHook('onRequest', async (request, reply) => {
     // A browser already gone has nothing to count (its 'close' would never come again).
-    if (!UPSTREAM_ROUTES.has(request.routeOptions.url ?? '') || reply.raw.destroyed) return
+    if (request.routeOptions.config.upstream !== true || reply.raw.destroyed) return
     if (inFlight >= max) {
       rejected++
       reply.header('retry-after', '1')

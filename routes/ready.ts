@@ -1,6 +1,7 @@
 import net from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 
 const Checks = Type.Object({
@@ -11,12 +12,6 @@ const ReadyReply = Type.Object({
   status: Type.Literal('ready'),
   checks: Checks
 })
-
-interface ReadyBody {
-  status: 'ready' | 'not ready'
-  checks: { legacy: string, alarms: string }
-  failing?: string[]
-}
 
 // onReady waits this long for the first probe; a legacy host that drops SYNs would otherwise
 // hold the whole startup for LEGACY_CONNECT_TIMEOUT_MS. Until the probe settles the check reads
@@ -44,8 +39,9 @@ function probe (host: string, port: number, timeoutMs: number): Promise<string |
  * Checks read "ok" when passing; otherwise a short reason, and the check is named in `failing`.
  */
 export default async function readyRoutes (fastify: FastifyInstance): Promise<void> {
+  const routes = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const config = fastify.config
-  const legacy = config.legacyUrl as URL
+  const legacy = config.legacyUrl
   const host = legacy.hostname.replace(/^\[|\]$/g, '')
   const port = Number(legacy.port) || (legacy.protocol === 'https:' ? 443 : 80)
 
@@ -74,10 +70,11 @@ export default async function readyRoutes (fastify: FastifyInstance): Promise<vo
     clearInterval(timer)
   })
 
-  fastify.get<{ Reply: { 200: ReadyBody, 503: ReadyBody } }>('/readyz', {
+  routes.get('/readyz', {
     logLevel: 'warn',
-    // Only 200 has a schema: a 503 may also be the error body of SHUTTING_DOWN (plugins/lifecycle.ts).
-    schema: { response: { 200: ReadyReply } }
+    // A 503 is either { status: 'not ready', checks, failing } or the error body of SHUTTING_DOWN
+    // (plugins/lifecycle.ts), which a schema of the first would strip: it is written as it is.
+    schema: { response: { 200: ReadyReply, 503: Type.Unknown() } }
   }, async (_request, reply) => {
     let alarms = 'disabled'
     const feed = fastify.alarms
@@ -87,11 +84,11 @@ export default async function readyRoutes (fastify: FastifyInstance): Promise<vo
     }
     const checks = { legacy: legacyState, alarms }
     const failing = Object.entries(checks).filter(([, state]) => state !== 'ok' && state !== 'disabled').map(([name]) => name)
-    // plugins/lifecycle.ts already answers 503 SHUTTING_DOWN to everything but /healthz while
-    // draining; this keeps /readyz right on its own.
+    // plugins/lifecycle.ts already answers 503 SHUTTING_DOWN while draining (to every route
+    // without config.duringShutdown); this keeps /readyz right on its own.
     if (fastify.shuttingDown) failing.push('shutdown')
     reply.header('cache-control', 'no-store')
-    if (failing.length === 0) return { status: 'ready' as const, checks }
-    return reply.code(503).send({ status: 'not ready' as const, checks, failing })
+    if (failing.length === 0) return { status: 'ready', checks }
+    return reply.code(503).send({ status: 'not ready', checks, failing })
   })
 }

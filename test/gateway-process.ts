@@ -121,7 +121,8 @@ export interface HttpAnswer {
   status: number
   headers: http.IncomingHttpHeaders
   body: string
-  json: () => any
+  /** The body parsed as a JSON object (every answer of the gateway's API is one). */
+  json: () => Record<string, unknown>
   /** The Cookie header to send back: every cookie set by this answer, with a value. */
   cookies: () => string
 }

@@ -1,14 +1,29 @@
-import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
 import app, { serverOptions } from '../app.js'
-import { loadConfig, type Config } from '../lib/config.js'
+import { loadConfig, type AppConfig } from '../lib/config.js'
+import { resolveConfig, startDemo } from '../lib/demo.js'
 import { loggerOptions, type LogDestination } from '../lib/logger.js'
 import { createSimulator, type Simulator, type SimulatorOptions } from '../sim/legacy.js'
 
 export interface Built {
   app: FastifyInstance
   sim: Simulator
-  config: Config
+  config: AppConfig
+}
+
+export interface BuildOptions {
+  /** Overrides the configuration exactly as environment variables would. */
+  env?: Record<string, string>
+  /** The legacy system; by default a fresh simulator. */
+  sim?: Simulator
+  /** Demo mode, as `npm start` without LEGACY_URL: the gateway starts its own simulator (lib/demo.ts). */
+  demo?: boolean
+  listen?: boolean
+  /** Receives the JSON log lines (level info unless LOG_LEVEL says otherwise). */
+  logStream?: LogDestination
+  /** Registered after the gateway, before it is ready: a test's own routes beside the gateway's. */
+  plugin?: FastifyPluginAsync
 }
 
 /** A simulator on ephemeral loopback ports, closed when the test ends. */
@@ -18,32 +33,38 @@ export async function startSimulator (t: Test, opts: SimulatorOptions = {}): Pro
   return sim
 }
 
-/**
- * Builds the gateway (never listening unless asked) against a simulator. `env` overrides the
- * configuration exactly as environment variables would. The logger is production's
- * (lib/logger.ts); `logStream` receives its JSON lines (level info unless LOG_LEVEL says otherwise).
- */
-export async function build (t: Test, opts: { env?: Record<string, string>, sim?: Simulator, listen?: boolean, logStream?: LogDestination } = {}): Promise<Built & { url: string }> {
-  const sim = opts.sim ?? await startSimulator(t)
-  const config = loadConfig({
-    LEGACY_URL: sim.rpcUrl,
+/** The configuration as server.ts resolves it: against `sim`, or in demo mode the demo's own simulator. */
+async function configure (t: Test, opts: BuildOptions): Promise<{ config: AppConfig, sim: Simulator }> {
+  const env = {
     LOG_LEVEL: opts.logStream !== undefined ? 'info' : process.env.TEST_LOG_LEVEL ?? 'silent',
-    COOKIE_SECURE: 'false',
     LOGIN_RATE_LIMIT: '0',
     ...opts.env
-  })
+  }
+  if (opts.demo === true) {
+    const demo = await startDemo(loadConfig(env))
+    t.teardown(() => demo.simulator.close())
+    return { config: demo.config, sim: demo.simulator }
+  }
+  const sim = opts.sim ?? await startSimulator(t)
+  // An env that unsets LEGACY_URL gets demo mode, as it would in production.
+  const resolved = await resolveConfig(loadConfig({ LEGACY_URL: sim.rpcUrl, COOKIE_SECURE: 'false', ...env }))
+  t.teardown(() => resolved.simulator?.close())
+  return { config: resolved.config, sim: resolved.simulator ?? sim }
+}
+
+/**
+ * Builds the gateway (never listening unless asked) as server.ts does: the same configuration,
+ * server options (timeouts included) and production's logger (lib/logger.ts).
+ */
+export async function build (t: Test, opts: BuildOptions = {}): Promise<Built & { url: string }> {
+  const { config, sim } = await configure(t, opts)
   const fastify = Fastify({ ...loggerOptions(config, opts.logStream), ...serverOptions(config) })
   await fastify.register(app, { config })
+  if (opts.plugin !== undefined) await fastify.register(opts.plugin)
   t.teardown(() => fastify.close())
   let url = ''
-  if (opts.listen === true) {
-    await fastify.listen({ host: '127.0.0.1', port: 0 })
-    const address = fastify.server.address()
-    if (address === null || typeof address === 'string') throw new Error('no address')
-    url = `http://127.0.0.1:${address.port}`
-  } else {
-    await fastify.ready()
-  }
+  if (opts.listen === true) url = await fastify.listen({ host: '127.0.0.1', port: 0 })
+  else await fastify.ready()
   return { app: fastify, sim, config, url }
 }
 

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import rateLimit from '@fastify/rate-limit'
 import { RateLimited } from '../../lib/errors.js'
@@ -14,9 +15,8 @@ const LoginReply = Type.Object({
   result: Type.Unknown()
 })
 
-interface LoginBodyT { username: string, password: string }
-
 export default async function loginRoute (fastify: FastifyInstance): Promise<void> {
+  const routes = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const { loginRateLimit } = fastify.config
   if (loginRateLimit > 0) {
     await fastify.register(rateLimit, {
@@ -25,7 +25,7 @@ export default async function loginRoute (fastify: FastifyInstance): Promise<voi
     })
   }
 
-  fastify.post<{ Body: LoginBodyT }>('/api/login', {
+  routes.post('/api/login', {
     schema: { body: LoginBody, response: { 200: LoginReply } },
     config: loginRateLimit > 0
       ? { rateLimit: { max: loginRateLimit, timeWindow: 60_000, keyGenerator: (request) => request.ip } }

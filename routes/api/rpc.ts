@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { Forbidden } from '../../lib/errors.js'
 
@@ -17,6 +18,7 @@ const RpcBody = Type.Union([
 const RpcReply = Type.Object({ result: Type.Unknown() })
 
 export default async function rpcRoute (fastify: FastifyInstance): Promise<void> {
+  const routes = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const config = fastify.config
   // The gateway alone logs the pinned socket in and out: a browser calling login there would run
   // the socket as another user while the session still names the first, and logout would leave a
@@ -28,12 +30,12 @@ export default async function rpcRoute (fastify: FastifyInstance): Promise<void>
     ['system.multicall', 'call the methods one by one']
   ])
 
-  fastify.post<{ Params: { '*': string }, Body: unknown[] | { params: unknown[] } | null | undefined }>('/api/rpc/*', {
+  routes.post('/api/rpc/*', {
     onRequest: fastify.requireSession,
-    schema: { params: RpcParams, body: RpcBody, response: { 200: RpcReply } }
+    schema: { params: RpcParams, body: RpcBody, response: { 200: RpcReply } },
+    config: { upstream: true }
   }, async (request) => {
-    const session = request.session
-    if (session === null) throw new Error('requireSession did not run')
+    const session = request.getSession()
     const method = request.params['*']
     const instead = reserved.get(method.toLowerCase())
     if (instead !== undefined) throw new Forbidden(`${method} is reserved to the gateway: ${instead}`)

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { SESSION_COOKIE } from '../../plugins/sessions.js'
 
@@ -10,12 +11,13 @@ const SessionReply = Type.Object({
 })
 
 export default async function sessionRoutes (fastify: FastifyInstance): Promise<void> {
-  fastify.get('/api/session', {
+  const routes = fastify.withTypeProvider<TypeBoxTypeProvider>()
+
+  routes.get('/api/session', {
     onRequest: fastify.requireSession,
     schema: { response: { 200: SessionReply } }
   }, async (request) => {
-    const session = request.session
-    if (session === null) throw new Error('requireSession did not run')
+    const session = request.getSession()
     return {
       user: session.user,
       connected: session.upstream.connected,
@@ -25,7 +27,7 @@ export default async function sessionRoutes (fastify: FastifyInstance): Promise<
   })
 
   // Logging out is idempotent: without a live session it still clears the cookie and answers 204.
-  fastify.post('/api/logout', {
+  routes.post('/api/logout', {
     schema: { response: { 204: Type.Null() } }
   }, async (request, reply) => {
     const id = request.cookies[SESSION_COOKIE]
@@ -35,6 +37,6 @@ export default async function sessionRoutes (fastify: FastifyInstance): Promise<
       await fastify.sessions.logout(session, 'logout')
     }
     fastify.clearSessionCookie(reply)
-    return reply.code(204).send()
+    return reply.code(204).send(null)
   })
 }

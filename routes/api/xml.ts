@@ -93,7 +93,7 @@ function stringHeaders (headers: Headers): Record<string, string> {
 
 export default async function xmlRoutes (fastify: FastifyInstance): Promise<void> {
   const config = fastify.config
-  const legacy = config.legacyUrl as URL
+  const legacy = config.legacyUrl
   const charset = config.legacyCharset
   const forward = [...new Set([...FORWARD, ...config.legacyForwardHeaders])]
   const expose = new Set([...EXPOSE, ...config.legacyExposeHeaders])
@@ -139,7 +139,8 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
 
   async function onSend (request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> {
     const contentType = reply.getHeader('content-type')
-    if (!isXmlType(contentType) || request.session === null) return payload
+    // Only an answer of the legacy server is converted, never the gateway's own refusal.
+    if (!isXmlType(contentType) || request.legacyTarget === null) return payload
     const encoding = reply.getHeader('content-encoding')
     if (encoding !== undefined && encoding !== 'identity') return payload
     if (prefersXml(request.headers.accept)) return payload
@@ -167,8 +168,8 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
     return json
   }
 
-  // Before the body is read: a refused target costs nothing more and sends nothing.
-  async function checkTarget (request: FastifyRequest): Promise<void> {
+  /** Where the request goes on the legacy server: 400 if it cannot go anywhere, 403 if not there. */
+  function acceptTarget (request: FastifyRequest): LegacyTarget {
     let target: LegacyTarget
     try {
       target = legacyTarget(request.raw.url ?? request.url, PREFIX)
@@ -179,15 +180,22 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
     if (pathKey(target.path) === rpcPathKey) {
       throw new Forbidden(`${target.path} is the legacy XML-RPC endpoint: call methods with POST /api/rpc/:method`)
     }
-    request.legacyTarget = target
+    return target
+  }
+
+  // Before the body is read: a refused target costs nothing more and sends nothing.
+  async function checkTarget (request: FastifyRequest): Promise<void> {
+    request.legacyTarget = acceptTarget(request)
   }
 
   fastify.all(`${PREFIX}/*`, {
     onRequest: [fastify.requireSession, checkTarget],
-    onSend
+    onSend,
+    config: { upstream: true }
   }, async (request, reply) => {
-    const session = request.session as Session
-    const target = request.legacyTarget as LegacyTarget
+    const session = request.getSession()
+    // Accepted by checkTarget before the body was read; the fallback keeps the handler right without it.
+    const target = request.legacyTarget ?? acceptTarget(request)
     const call: Call = { session, target: target.path + target.query }
     const contentType = request.headers['content-type']
     let body: Buffer | undefined

@@ -1,9 +1,37 @@
 import { test } from 'tap'
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { loadConfig, ConfigError } from '../../lib/config.js'
+import { EnvSchema, loadConfig, ConfigError } from '../../lib/config.js'
 
 const SERVER = fileURLToPath(new URL('../../server.js', import.meta.url))
+// dist/test/lib/ → the repository.
+const ROOT = new URL('../../../', import.meta.url)
+const read = (path: string): string => readFileSync(new URL(path, ROOT), 'utf8')
+
+/** The variables of .env.example: `NAME=default`, or commented (`# NAME=example`) when it has none. */
+function envExample (): Map<string, { value: string, commented: boolean }> {
+  const variables = new Map<string, { value: string, commented: boolean }>()
+  for (const line of read('.env.example').split('\n')) {
+    const match = /^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$/.exec(line)
+    if (match?.[2] !== undefined) variables.set(match[2], { value: match[3] ?? '', commented: match[1] !== undefined })
+  }
+  return variables
+}
+
+/** The variables named (in backquotes) in the first column of the table under "## Configuration". */
+function configurationTable (path: string): Set<string> {
+  const text = read(path)
+  const start = text.indexOf('\n## Configuration\n')
+  if (start === -1) throw new Error(`${path} has no "## Configuration" section`)
+  const end = text.indexOf('\n## ', start + 1)
+  const names = new Set<string>()
+  for (const line of text.slice(start, end === -1 ? undefined : end).split('\n')) {
+    const first = line.startsWith('|') ? line.split('|')[1] ?? '' : ''
+    for (const [, name] of first.matchAll(/`([A-Z][A-Z0-9_]*)`/g)) if (name !== undefined) names.add(name)
+  }
+  return names
+}
 
 test('defaults follow CONTRACT §2', async (t) => {
   const c = loadConfig({})
@@ -130,4 +158,32 @@ test('the server exits 1 with one clear line on a bad value', async (t) => {
     t.equal(lines.length, 1, 'one line')
     t.match(lines[0], new RegExp(`^legacy-gateway: invalid configuration: ${name} `))
   }
+})
+
+test('the schema, .env.example and the configuration tables of README and OPERATIONS name the same variables', async (t) => {
+  const sources = new Map<string, Set<string>>([
+    ['lib/config.ts (EnvSchema)', new Set(Object.keys(EnvSchema.properties))],
+    ['.env.example', new Set(envExample().keys())],
+    ['README.md (Configuration)', configurationTable('README.md')],
+    ['docs/OPERATIONS.md (Configuration)', configurationTable('docs/OPERATIONS.md')]
+  ])
+  const all = new Set([...sources.values()].flatMap(names => [...names]))
+  t.ok(all.size >= 35, `the variables were found (${all.size})`)
+  const missing: string[] = []
+  for (const name of [...all].sort()) {
+    const lacking = [...sources].filter(([, names]) => !names.has(name)).map(([source]) => source)
+    if (lacking.length > 0) missing.push(`${name} is missing from ${lacking.join(' and ')}`)
+  }
+  t.same(missing, [], 'every variable is in all four')
+})
+
+test('.env.example shows the defaults: a set line is the schema default, a commented one a variable without one', async (t) => {
+  const defaults = new Map(Object.entries(EnvSchema.properties).map(([name, schema]) => [name, 'default' in schema ? schema.default : undefined]))
+  const wrong: string[] = []
+  for (const [name, { value, commented }] of envExample()) {
+    const fallback = defaults.get(name)
+    if (commented && fallback !== undefined) wrong.push(`${name} is commented out, but its default is ${String(fallback)}`)
+    if (!commented && String(fallback) !== value) wrong.push(`${name}=${value}, but its default is ${String(fallback)}`)
+  }
+  t.same(wrong, [])
 })

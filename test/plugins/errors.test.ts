@@ -6,7 +6,7 @@ import { loadConfig } from '../../lib/config.js'
 import { loggerOptions } from '../../lib/logger.js'
 import { ERRORS, RpcFault, SessionBusy, UpstreamTimeout } from '../../lib/errors.js'
 import { FASTIFY_CODES, toErrorBody } from '../../plugins/errors.js'
-import { startSimulator, JSON_HEADERS } from '../helper.js'
+import { build, JSON_HEADERS } from '../helper.js'
 
 interface Line { level: number, msg?: string, err?: { message?: string, stack?: string } }
 
@@ -20,18 +20,16 @@ function foreign (message: string, statusCode?: number): FastifyError {
  * before it is ready (helper.build readies it at once). The log is kept.
  */
 async function buildWithThrowers (t: Test): Promise<{ app: FastifyInstance, log: Line[] }> {
-  const sim = await startSimulator(t)
-  const config = loadConfig({ LEGACY_URL: sim.rpcUrl, LOG_LEVEL: 'info', COOKIE_SECURE: 'false', LOGIN_RATE_LIMIT: '0' })
   const log: Line[] = []
-  const stream = { write: (line: string) => { log.push(JSON.parse(line) as Line) } }
-  const fastify = Fastify({ ...loggerOptions(config, stream), ...serverOptions(config) })
-  await fastify.register(app, { config })
-  fastify.get('/test/method-not-allowed', async () => { throw foreign('DELETE only', 405) })
-  fastify.get('/test/teapot', async () => { throw foreign('short and stout', 418) })
-  fastify.get('/test/bug', async () => { throw new TypeError('secret internals at /srv/app.js:12') })
-  t.teardown(() => fastify.close())
-  await fastify.ready()
-  return { app: fastify, log }
+  const { app } = await build(t, {
+    logStream: { write: (line: string) => { log.push(JSON.parse(line) as Line) } },
+    plugin: async (fastify) => {
+      fastify.get('/test/method-not-allowed', async () => { throw foreign('DELETE only', 405) })
+      fastify.get('/test/teapot', async () => { throw foreign('short and stout', 418) })
+      fastify.get('/test/bug', async () => { throw new TypeError('secret internals at /srv/app.js:12') })
+    }
+  })
+  return { app, log }
 }
 
 test('each Fastify error a request can cause keeps its status under a code of the table', async (t) => {

@@ -59,3 +59,26 @@ test('a browser that goes away mid-call gives its place back', async (t) => {
   const next = await fetch(`${url}/api/rpc/whoami`, { method: 'POST', headers: { ...JSON_HEADERS, cookie }, body: '[]' })
   t.equal(next.status, 200)
 })
+
+// plugins/upstream-limit.ts counts a route by its configuration, not its URL.
+test('a route takes part with config.upstream, whatever its URL; others are not bounded', async (t) => {
+  let release = (): void => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  const { app } = await build(t, {
+    env: { UPSTREAM_MAX_CONCURRENT: '1' },
+    plugin: async (fastify) => {
+      fastify.get('/test/bounded', { config: { upstream: true } }, async () => { await held; return { ok: true } })
+      fastify.get('/test/free', async () => ({ ok: true }))
+    }
+  })
+  const first = app.inject({ url: '/test/bounded' })
+  await sleep(50)
+  t.equal(app.upstreamLimit.inFlight, 1)
+  const refused = await app.inject({ url: '/test/bounded' })
+  t.equal(refused.statusCode, 503)
+  t.equal(refused.json().code, 'UPSTREAM_UNAVAILABLE')
+  t.equal((await app.inject({ url: '/test/free' })).statusCode, 200, 'a route without it is not bounded')
+  release()
+  t.equal((await first).statusCode, 200)
+  t.equal(app.upstreamLimit.inFlight, 0)
+})

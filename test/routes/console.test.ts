@@ -1,8 +1,5 @@
 import t from 'tap'
-import Fastify from 'fastify'
-import app, { serverOptions } from '../../app.js'
-import { loadConfig } from '../../lib/config.js'
-import { build, startSimulator } from '../helper.js'
+import { build } from '../helper.js'
 
 // Needs the client build (tsc -p client/tsconfig.json, part of `npm run build`).
 
@@ -45,15 +42,11 @@ t.test('CONSOLE_ENABLED=true: the page, its assets and a strict CSP', async (t) 
 })
 
 t.test('demo mode: the console is on by default and says so to the page', async (t) => {
-  const sim = await startSimulator(t)
-  // What server.ts does in demo mode: LEGACY_URL unset, the simulator filled in afterwards.
-  const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), legacyUrl: new URL(sim.rpcUrl) }
+  // As `npm start` without LEGACY_URL: lib/demo.ts starts the simulator and resolves the config.
+  const { app, config } = await build(t, { demo: true })
   t.equal(config.demo, true)
   t.equal(config.consoleEnabled, true)
-  const fastify = Fastify(serverOptions(config))
-  t.teardown(() => fastify.close())
-  await fastify.register(app, { config })
-  const page = await fastify.inject({ method: 'GET', url: '/' })
+  const page = await app.inject({ method: 'GET', url: '/' })
   t.equal(page.statusCode, 200)
   t.match(page.body, /data-demo="true"/)
 })

@@ -43,3 +43,24 @@ test('without INSTANCE_NAME: no lg_inst', async (t) => {
   t.equal(ok.statusCode, 200)
   t.notOk(setCookies(ok.headers).some(c => c.startsWith('lg_inst=')))
 })
+
+test('request.getSession(): the session requireSession resolved; 401 UNAUTHENTICATED on a route without it', async (t) => {
+  const { app } = await build(t, {
+    plugin: async (fastify) => {
+      fastify.get('/test/with', { onRequest: fastify.requireSession }, async (request) => ({ user: request.getSession().user }))
+      // A route that forgot requireSession is refused in the contract's shape, not a 500.
+      fastify.get('/test/without', async (request) => ({ user: request.getSession().user }))
+    }
+  })
+  const ok = await app.inject({ method: 'POST', url: '/api/login', headers: JSON_HEADERS, payload: { username: 'alice', password: 'alice' } })
+  const cookie = setCookies(ok.headers).map(c => c.split(';')[0]).join('; ')
+
+  const resolved = await app.inject({ url: '/test/with', headers: { cookie } })
+  t.equal(resolved.statusCode, 200)
+  t.same(resolved.json(), { user: 'alice' })
+  t.equal((await app.inject({ url: '/test/with' })).json().code, 'UNAUTHENTICATED', 'requireSession refuses a request without a session')
+
+  const forgot = await app.inject({ url: '/test/without', headers: { cookie } })
+  t.equal(forgot.statusCode, 401)
+  t.equal(forgot.json().code, 'UNAUTHENTICATED')
+})
