@@ -9,12 +9,12 @@
 // escaping neither writes CR as `&#13;` nor refuses characters XML cannot carry, both of which the
 // contract needs (escapeXml in lib/xml-guard.ts does them in one pass, none for plain strings).
 import {
-  CDATA, DEFAULT_MAX_DEPTH, TEXT, XmlInputError, decodeEntities, escapeXml, isWhitespace, limitsOf, nameOf,
-  parseDocument, setOwn, xmlDeclaration
-} from './xml-guard.js'
-import type { DecodeLimits, Entry } from './xml-guard.js'
+  CDATA, DEFAULT_MAX_DEPTH, TEXT, XmlInputError, decodeEntities, isWhitespace, limitsOf, nameOf, parseDocument, setOwn
+} from './xml-read.js'
+import type { DecodeLimits, Entry } from './xml-read.js'
+import { escapeXml, xmlDeclaration } from './xml-write.js'
 
-export type { DecodeLimits, XmlErrorReason } from './xml-guard.js'
+export type { DecodeLimits, XmlErrorReason } from './xml-read.js'
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
 

@@ -1,4 +1,4 @@
-import { encodeXml } from '../lib/charset.js'
+import { encodeXml } from '../lib/xml-write.js'
 
 /** How the simulator encodes what it sends (RPC answers, XML documents, alarms). */
 export interface CharsetSetting {

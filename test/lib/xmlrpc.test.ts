@@ -6,7 +6,7 @@ import {
   XmlRpcParseError, decodeCall, decodeResponse, decodeResponseTree, encodeCall, encodeFault, encodeResponse
 } from '../../lib/xmlrpc.js'
 import type { JsonValue, MethodResponse } from '../../lib/xmlrpc.js'
-import { DEFAULT_MAX_DEPTH, XmlInputError } from '../../lib/xml-guard.js'
+import { DEFAULT_MAX_DEPTH, XmlInputError } from '../../lib/xml-read.js'
 import { Random } from '../chaos/random.js'
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/xmlrpc/', import.meta.url))
