@@ -2,10 +2,9 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import {
-  XmlRpcParseError, decodeCall, decodeResponse, decodeResponseTree, encodeCall, encodeFault, encodeResponse
-} from '../../lib/xmlrpc.js'
+import { XmlRpcParseError, decodeCall, decodeResponse, encodeCall, encodeFault, encodeResponse } from '../../lib/xmlrpc.js'
 import type { JsonValue, MethodResponse } from '../../lib/xmlrpc.js'
+import { decodeResponseTree } from '../../lib/xmlrpc-decode.js'
 import { DEFAULT_MAX_DEPTH, XmlInputError } from '../../lib/xml-read.js'
 import { Random } from '../chaos/random.js'
 
