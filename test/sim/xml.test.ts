@@ -59,6 +59,15 @@ t.test('POST and PUT /xml/echo answer the text and record the raw bytes', async 
   t.equal(sim.lastXmlRequest?.method, 'PUT')
 })
 
+t.test('the echo is escaped as the gateway writes: markup, and a CR that survives the reader', async (t) => {
+  const { conn } = await loggedIn(t)
+  const sent = '<a b="\'1\'">x\r\ny & z</a>'
+  const res = await conn.request('POST', '/xml/echo', { headers: { 'content-type': 'application/xml' }, body: sent })
+  t.equal(res.status, 200)
+  t.match(res.body.toString('utf8'), /<body>&lt;a b=&quot;'1'&quot;&gt;x&#13;\ny &amp; z&lt;\/a&gt;<\/body>/)
+  t.equal((xmlToJson(res.body.toString('utf8')) as { echo: Record<string, string> }).echo.body, sent, 'the CR comes back as a CR, not as the LF a raw one would be read as')
+})
+
 t.test('not logged in: 403 <error>; HEAD; text/plain', async (t) => {
   const sim = await startSim(t)
   const conn = await RawConnection.open(t, sim)
