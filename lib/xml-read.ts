@@ -157,6 +157,10 @@ export function parseDocument (
   return root
 }
 
+/**
+ * An entry's element name, or TEXT/CDATA. A name never holds whitespace (the parser ends it at the
+ * first `\s`), so there is nothing to trim; only the generic mapping's RESERVED_MARK starts one.
+ */
 export function nameOf (entry: Entry): string {
   // eslint-disable-next-line no-unreachable-loop -- the first key is the name; no array allocated per node
   for (const key in entry) return key

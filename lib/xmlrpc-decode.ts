@@ -93,7 +93,7 @@ function malformed (message: string): XmlRpcParseError {
 }
 
 function notXmlRpc (name: string, expected: string): XmlRpcParseError {
-  return new XmlRpcParseError('not-xmlrpc', `the document's root element is <${name.trim()}>, expected <${expected}>`)
+  return new XmlRpcParseError('not-xmlrpc', `the document's root element is <${name}>, expected <${expected}>`)
 }
 
 function decodeFault (value: Entry[], walk: Walk): MethodResponse {
@@ -203,7 +203,7 @@ export function scalarOf (local: string, type: string, text: string, typed: bool
       return typed ? { $base64: t } : t
     }
     default:
-      throw malformed(`unknown XML-RPC type <${type.trim()}>`)
+      throw malformed(`unknown XML-RPC type <${type}>`)
   }
 }
 
@@ -252,7 +252,7 @@ function elements (children: Entry[], name: string, where: string): Entry[][] {
     const child = nameOf(entry)
     if (child === name) found.push(entry[child] as Entry[])
     else if (child === TEXT || child === CDATA) checkBlank(entry, where)
-    else throw malformed(`unexpected <${child.trim()}> in ${where}, expected <${name}>`)
+    else throw malformed(`unexpected <${child}> in ${where}, expected <${name}>`)
   }
   return found
 }
@@ -278,7 +278,7 @@ function onlyElement (children: Entry[], where: string): [string, Entry[]] {
       checkBlank(entry, where)
     } else {
       if (found !== undefined) throw malformed(`${where} holds more than one element`)
-      found = [child.trim(), entry[child] as Entry[]]
+      found = [child, entry[child] as Entry[]]
     }
   }
   if (found === undefined) throw malformed(`${where} is empty`)
@@ -296,7 +296,7 @@ function textOf (children: Entry[], where: string): string {
     } else if (name === CDATA) {
       text += cdataText(entry)
     } else {
-      throw malformed(`unexpected <${name.trim()}> in ${where}`)
+      throw malformed(`unexpected <${name}> in ${where}`)
     }
   }
   return text

@@ -305,6 +305,18 @@ t.test('malformed and foreign documents', async (t) => {
   t.strictSame(decodeResponse('\uFEFF' + encodeResponse(1)), { fault: false, value: 1 }, 'a BOM left in the string is ignored')
 })
 
+t.test('element names hold no whitespace to trim: the parser ends a name at the first whitespace', async (t) => {
+  // U+FEFF and U+1680 are both XML name characters and JavaScript whitespace: the ways to put
+  // whitespace in a tag name the validator accepts. The names the walk sees are cut before it.
+  const value = (inner: string): string => `<methodResponse><params><param><value>${inner}</value></param></params></methodResponse>`
+  t.strictSame(decodeResponseTree('<methodResponse\uFEFF><params\uFEFF><param><value><i4\uFEFF>1</i4\uFEFF></value></param></params></methodResponse>'), { fault: false, value: 1 })
+  t.throws(() => decodeResponseTree(value('<foo\uFEFF>1</foo\uFEFF>')), { message: 'unknown XML-RPC type <foo>' })
+  t.throws(() => decodeResponseTree(value('<foo\u1680>1</foo\u1680>')), { message: 'unknown XML-RPC type <foo>' })
+  t.throws(() => decodeResponseTree(value('<i4>1</i4><x\uFEFF/>')), { message: '<value> holds both <i4> and <x>' })
+  t.throws(() => decodeResponseTree('<methodResponse><params><param><value><i4>1</i4></value><x\uFEFF/></param></params></methodResponse>'), { message: 'unexpected <x> in <param>, expected <value>' })
+  t.throws(() => decodeResponseTree('<x\uFEFF/>'), { message: "the document's root element is <x>, expected <methodResponse>" })
+})
+
 t.test('the error type', async (t) => {
   try {
     decodeResponse('<nope')
