@@ -1,6 +1,7 @@
 // Generic XML ⇄ JSON (CONTRACT §3, "Generic XML ⇄ JSON mapping"), for /api/xml/* bodies and alarm
 // datagrams. Element → key, attribute → "@name", text beside children or attributes → "#text", a
-// repeated element → an array; every value stays a string, exactly as sent.
+// repeated element → an array; every value stays a string, exactly as sent. Reading goes through
+// lib/xml-read.ts and writing through lib/xml-write.ts, as for XML-RPC.
 import {
   ATTRS, CDATA, DEFAULT_MAX_DEPTH, RESERVED_MARK, TEXT, XmlInputError, decodeAttribute, decodeEntities,
   isWhitespace, limitsOf, nameOf, parseDocument, setOwn
