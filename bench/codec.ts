@@ -1,7 +1,7 @@
-// XML-RPC codec benchmark: encode (a methodCall from JSON params) and decode (a
-// methodResponse from the bytes the socket delivered) on small, medium and large documents, ours
-// (lib/xmlrpc.ts) side by side with the `xmlrpc` npm package and xml2js, in one process, interleaved,
-// the median of several rounds.
+// XML-RPC codec benchmark: encode (a methodCall from JSON params) and decode (a methodResponse from
+// the bytes the socket delivered) on small, medium and large documents, ours (lib/xmlrpc.ts) side by
+// side with the `xmlrpc` npm package and xml2js, in one process, interleaved, the median of several
+// rounds.
 //
 //   node dist/bench/codec.js [--duration 1] [--rounds 3]      (BENCH_DURATION s per cell, BENCH_ROUNDS)
 //
@@ -19,7 +19,8 @@
 import { Readable } from 'node:stream'
 import { createRequire } from 'node:module'
 import xml2js from 'xml2js'
-import { decodeResponse, decodeResponseTree, encodeCall, encodeResponse, type JsonValue } from '../lib/xmlrpc.js'
+import { decodeResponse, encodeCall, encodeResponse, type JsonValue } from '../lib/xmlrpc.js'
+import { decodeResponseTree } from '../lib/xmlrpc-decode.js'
 import { decodeXml } from '../lib/charset.js'
 import { log, numberOption, printResult, round, table } from './lib/common.js'
 import { ECHO_PARAMS } from './lib/clients.js'

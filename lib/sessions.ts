@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { PinnedUpstream, UpstreamError, type PinnedRequest, type PinnedResponse, type PinnedUpstreamOptions } from './pinned-upstream.js'
 import { encodeCall, decodeResponse, XmlRpcParseError, type JsonValue } from './xmlrpc.js'
-import { CharsetDecodeError, decodeXml, encodeXml } from './charset.js'
+import { CharsetDecodeError, decodeXml } from './charset.js'
+import { encodeXml } from './xml-write.js'
 import {
   BadRequest, BadUpstreamResponse, LoginFailed, RpcFault, SessionBusy, SessionLost, TooManySessions,
   UpstreamTimeout, UpstreamUnavailable, ShuttingDown, outcomeOf, type CallOutcome

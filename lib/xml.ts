@@ -1,13 +1,15 @@
 // Generic XML ⇄ JSON (CONTRACT §3, "Generic XML ⇄ JSON mapping"), for /api/xml/* bodies and alarm
 // datagrams. Element → key, attribute → "@name", text beside children or attributes → "#text", a
-// repeated element → an array; every value stays a string, exactly as sent.
+// repeated element → an array; every value stays a string, exactly as sent. Reading goes through
+// lib/xml-read.ts and writing through lib/xml-write.ts, as for XML-RPC.
 import {
-  ATTRS, CDATA, DEFAULT_MAX_DEPTH, RESERVED_MARK, TEXT, XmlInputError, decodeAttribute, decodeEntities, escapeXml,
-  isWhitespace, limitsOf, nameOf, parseDocument, setOwn, xmlDeclaration
-} from './xml-guard.js'
-import type { DecodeLimits, Entry } from './xml-guard.js'
+  ATTRS, CDATA, DEFAULT_MAX_DEPTH, RESERVED_MARK, TEXT, XmlInputError, decodeAttribute, decodeEntities,
+  isWhitespace, limitsOf, nameOf, parseDocument, setOwn
+} from './xml-read.js'
+import type { DecodeLimits, Entry } from './xml-read.js'
+import { escapeXml, xmlDeclaration } from './xml-write.js'
 
-export type { DecodeLimits, XmlErrorReason } from './xml-guard.js'
+export type { DecodeLimits, XmlErrorReason } from './xml-read.js'
 
 export type XmlJson = { [key: string]: XmlJsonNode }
 export type XmlJsonNode = string | XmlJson | Array<string | XmlJson>

@@ -1,7 +1,8 @@
 import dgram from 'node:dgram'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { encodeXmlDocument, escapeXml, type CharsetSetting } from './xmltext.js'
+import { escapeXml } from '../lib/xml-write.js'
+import { encodeXmlDocument, type CharsetSetting } from './xmltext.js'
 import type { SimLogger } from './legacy.js'
 
 export interface AlarmOptions {

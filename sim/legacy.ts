@@ -14,10 +14,11 @@
 import http from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { decodeCall, encodeFault, encodeResponse, XmlRpcParseError, type JsonValue } from '../lib/xmlrpc.js'
-import { decodeXml, encodeText } from '../lib/charset.js'
+import { decodeXml } from '../lib/charset.js'
+import { encodeText, escapeXml } from '../lib/xml-write.js'
 import { AlarmServer, type AlarmOptions, type Subscriber } from './alarms.js'
 import { createControlServer } from './control.js'
-import { DEFAULT_CHARSET, encodeXmlDocument, escapeXml, xmlContentType, type CharsetSetting } from './xmltext.js'
+import { DEFAULT_CHARSET, encodeXmlDocument, xmlContentType, type CharsetSetting } from './xmltext.js'
 
 export type { AlarmOptions, Subscriber } from './alarms.js'
 export type { CharsetSetting } from './xmltext.js'
@@ -191,7 +192,7 @@ const DEVICES: readonly Device[] = [
 ]
 
 function deviceXml (d: Device): string {
-  return `<device id="${escapeXml(d.id)}" kind="${escapeXml(d.kind)}">` +
+  return `<device id="${escapeXml(d.id, true)}" kind="${escapeXml(d.kind, true)}">` +
     `<name>${escapeXml(d.name)}</name><status>${escapeXml(d.status)}</status>` +
     `<code>${escapeXml(d.code)}</code><enabled>${escapeXml(d.enabled)}</enabled>` +
     `<pressure unit="bar">${escapeXml(d.pressure)}</pressure><location>${escapeXml(d.location)}</location>` +

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { XmlParseError, jsonToXml, xmlToJson } from '../../lib/xml.js'
 import type { XmlJson } from '../../lib/xml.js'
-import { DEFAULT_MAX_DEPTH, XmlInputError } from '../../lib/xml-guard.js'
+import { DEFAULT_MAX_DEPTH, XmlInputError } from '../../lib/xml-read.js'
 import { XmlRpcParseError } from '../../lib/xmlrpc.js'
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/xml/', import.meta.url))

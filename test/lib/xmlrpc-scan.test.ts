@@ -5,10 +5,10 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import {
-  XmlRpcParseError, decodeResponse, decodeResponseTree, encodeFault, encodeResponse, scanResponse
-} from '../../lib/xmlrpc.js'
+import { XmlRpcParseError, decodeResponse, encodeFault, encodeResponse } from '../../lib/xmlrpc.js'
 import type { JsonValue, MethodResponse } from '../../lib/xmlrpc.js'
+import { decodeResponseTree } from '../../lib/xmlrpc-decode.js'
+import { scanResponse } from '../../lib/xmlrpc-scan.js'
 import { Random } from '../chaos/random.js'
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/xmlrpc/', import.meta.url))

@@ -2,11 +2,10 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import {
-  XmlRpcParseError, decodeCall, decodeResponse, decodeResponseTree, encodeCall, encodeFault, encodeResponse
-} from '../../lib/xmlrpc.js'
+import { XmlRpcParseError, decodeCall, decodeResponse, encodeCall, encodeFault, encodeResponse } from '../../lib/xmlrpc.js'
 import type { JsonValue, MethodResponse } from '../../lib/xmlrpc.js'
-import { DEFAULT_MAX_DEPTH, XmlInputError } from '../../lib/xml-guard.js'
+import { decodeResponseTree } from '../../lib/xmlrpc-decode.js'
+import { DEFAULT_MAX_DEPTH, XmlInputError } from '../../lib/xml-read.js'
 import { Random } from '../chaos/random.js'
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/xmlrpc/', import.meta.url))
@@ -304,6 +303,18 @@ t.test('malformed and foreign documents', async (t) => {
   rejects(t, () => decodeResponse(Buffer.from(encodeResponse(1)) as unknown as string), 'malformed', 'not a string')
   rejects(t, () => decodeResponse(undefined as unknown as string), 'malformed', 'undefined')
   t.strictSame(decodeResponse('\uFEFF' + encodeResponse(1)), { fault: false, value: 1 }, 'a BOM left in the string is ignored')
+})
+
+t.test('element names hold no whitespace to trim: the parser ends a name at the first whitespace', async (t) => {
+  // U+FEFF and U+1680 are both XML name characters and JavaScript whitespace: the ways to put
+  // whitespace in a tag name the validator accepts. The names the walk sees are cut before it.
+  const value = (inner: string): string => `<methodResponse><params><param><value>${inner}</value></param></params></methodResponse>`
+  t.strictSame(decodeResponseTree('<methodResponse\uFEFF><params\uFEFF><param><value><i4\uFEFF>1</i4\uFEFF></value></param></params></methodResponse>'), { fault: false, value: 1 })
+  t.throws(() => decodeResponseTree(value('<foo\uFEFF>1</foo\uFEFF>')), { message: 'unknown XML-RPC type <foo>' })
+  t.throws(() => decodeResponseTree(value('<foo\u1680>1</foo\u1680>')), { message: 'unknown XML-RPC type <foo>' })
+  t.throws(() => decodeResponseTree(value('<i4>1</i4><x\uFEFF/>')), { message: '<value> holds both <i4> and <x>' })
+  t.throws(() => decodeResponseTree('<methodResponse><params><param><value><i4>1</i4></value><x\uFEFF/></param></params></methodResponse>'), { message: 'unexpected <x> in <param>, expected <value>' })
+  t.throws(() => decodeResponseTree('<x\uFEFF/>'), { message: "the document's root element is <x>, expected <methodResponse>" })
 })
 
 t.test('the error type', async (t) => {

@@ -114,6 +114,16 @@ t.test('every subscriber gets every alarm; custom, raw and charset-encoded alarm
   t.same(b.datagrams.map(String), a.datagrams.map(String))
 })
 
+t.test('alarms are escaped as the gateway writes: a CR survives, what XML cannot carry is refused', async (t) => {
+  const sim = await startSim(t)
+  const r = await subscribed(t, sim)
+  t.equal(sim.sendAlarm({ id: '1', message: 'line 1\r\nline 2 <&> "q" \'a\'' }), 1)
+  await eventually(() => r.datagrams.length === 1)
+  t.match(r.datagrams[0]?.toString(), /<message>line 1&#13;\nline 2 &lt;&amp;&gt; &quot;q&quot; 'a'<\/message>/)
+  t.same(alarmOf(r.datagrams[0] ?? Buffer.alloc(0)), { id: '1', message: 'line 1\r\nline 2 <&> "q" \'a\'' })
+  t.throws(() => sim.sendAlarm({ message: 'bell \u0007' }), { name: 'TypeError', message: /U\+0007/ }, 'not a document no reader would take')
+})
+
 t.test('timer alarms every alarmIntervalMs', async (t) => {
   const sim = await startSim(t, { alarmIntervalMs: 50 })
   const r = await subscribed(t, sim)

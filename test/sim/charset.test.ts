@@ -1,5 +1,6 @@
 import t from 'tap'
-import { CharsetDecodeError, decodeXml, encodeText } from '../../lib/charset.js'
+import { CharsetDecodeError, decodeXml } from '../../lib/charset.js'
+import { encodeText } from '../../lib/xml-write.js'
 import { decodeResponse, encodeCall } from '../../lib/xmlrpc.js'
 import { xmlToJson } from '../../lib/xml.js'
 import { RawConnection, startSim, valueOf } from './helper.js'

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { decodeXml, encodeText } from '../../lib/charset.js'
+import { decodeXml } from '../../lib/charset.js'
+import { encodeText } from '../../lib/xml-write.js'
 import { xmlToJson } from '../../lib/xml.js'
 import { RawConnection, startSim, valueOf } from './helper.js'
 
@@ -56,6 +57,15 @@ t.test('POST and PUT /xml/echo answer the text and record the raw bytes', async 
   const put = await conn.request('PUT', '/xml/echo', { headers: { 'content-type': 'text/xml; charset=utf-8' }, body: '<a>é</a>' })
   t.match(put.body.toString('utf8'), /<method>PUT<\/method><contentType>text\/xml; charset=utf-8<\/contentType><body>&lt;a&gt;é&lt;\/a&gt;<\/body>/)
   t.equal(sim.lastXmlRequest?.method, 'PUT')
+})
+
+t.test('the echo is escaped as the gateway writes: markup, and a CR that survives the reader', async (t) => {
+  const { conn } = await loggedIn(t)
+  const sent = '<a b="\'1\'">x\r\ny & z</a>'
+  const res = await conn.request('POST', '/xml/echo', { headers: { 'content-type': 'application/xml' }, body: sent })
+  t.equal(res.status, 200)
+  t.match(res.body.toString('utf8'), /<body>&lt;a b=&quot;'1'&quot;&gt;x&#13;\ny &amp; z&lt;\/a&gt;<\/body>/)
+  t.equal((xmlToJson(res.body.toString('utf8')) as { echo: Record<string, string> }).echo.body, sent, 'the CR comes back as a CR, not as the LF a raw one would be read as')
 })
 
 t.test('not logged in: 403 <error>; HEAD; text/plain', async (t) => {

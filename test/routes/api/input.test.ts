@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import { build, login, rpc, JSON_HEADERS } from '../../helper.js'
 import type { Simulator } from '../../../sim/legacy.js'
 import { xmlToJson } from '../../../lib/xml.js'
-import { DEFAULT_MAX_DEPTH } from '../../../lib/xml-guard.js'
+import { DEFAULT_MAX_DEPTH } from '../../../lib/xml-read.js'
 
 // Bad browser input is refused with 400 BAD_REQUEST before anything reaches the legacy server,
 // and the session it came on goes on as before.

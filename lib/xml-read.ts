@@ -1,5 +1,7 @@
-// What lib/xmlrpc.ts and lib/xml.ts share: the defences against hostile or broken XML, the one
-// configured fast-xml-parser, entity decoding and XML escaping.
+// The reading side of XML: from untrusted text to the ordered tree that the two decoders walk
+// (lib/xmlrpc-decode.ts for XML-RPC, lib/xml.ts's xmlToJson for the generic mapping), with the
+// defences both need: limits, DOCTYPE refusal, well-formedness, depth, entity decoding. What the
+// gateway writes is lib/xml-write.ts's.
 //
 // fast-xml-parser 5 is fast, but it is a lenient tokenizer rather than an XML processor, so this file
 // makes up for what it does not do:
@@ -155,6 +157,10 @@ export function parseDocument (
   return root
 }
 
+/**
+ * An entry's element name, or TEXT/CDATA. A name never holds whitespace (the parser ends it at the
+ * first `\s`), so there is nothing to trim; only the generic mapping's RESERVED_MARK starts one.
+ */
 export function nameOf (entry: Entry): string {
   // eslint-disable-next-line no-unreachable-loop -- the first key is the name; no array allocated per node
   for (const key in entry) return key
@@ -264,70 +270,6 @@ export function decodeEntities (text: string, Err: XmlInputErrorClass): string {
 export function decodeAttribute (value: string, Err: XmlInputErrorClass): string {
   if (value.indexOf('<') !== -1) throw new Err('malformed', '`<` inside an XML attribute value')
   return decodeEntities(value, Err)
-}
-
-// Characters that need work when writing: markup, CR (XML parsers turn a raw CR into LF), and
-// everything XML 1.0 cannot carry (C0 controls, surrogates to be checked for pairing, U+FFFE/FFFF).
-// The common case, a string with none of them, is returned as it is.
-// eslint-disable-next-line no-control-regex
-const NEEDS_WORK_TEXT = /[&<>"\r\u0000-\u0008\u000B\u000C\u000E-\u001F\uD800-\uDFFF\uFFFE\uFFFF]/
-// eslint-disable-next-line no-control-regex
-const NEEDS_WORK_ATTR = /[&<>"\r\n\t\u0000-\u0008\u000B\u000C\u000E-\u001F\uD800-\uDFFF\uFFFE\uFFFF]/
-
-/**
- * Escapes text for element content (`attribute` false) or a double-quoted attribute value (true; tab and
- * LF become character references so that attribute-value normalisation keeps them). Throws a TypeError
- * for characters XML 1.0 cannot carry at all.
- */
-export function escapeXml (text: string, attribute = false): string {
-  if (!(attribute ? NEEDS_WORK_ATTR : NEEDS_WORK_TEXT).test(text)) return text
-  let out = ''
-  let last = 0
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    let replacement: string
-    if (c === 38) replacement = '&amp;'
-    else if (c === 60) replacement = '&lt;'
-    else if (c === 62) replacement = '&gt;'
-    else if (c === 34) replacement = '&quot;'
-    else if (c === 13) replacement = '&#13;'
-    else if (c === 10) {
-      if (!attribute) continue
-      replacement = '&#10;'
-    } else if (c === 9) {
-      if (!attribute) continue
-      replacement = '&#9;'
-    } else if (c < 0x20 || c === 0xFFFE || c === 0xFFFF) {
-      throw new TypeError(`${describeChar(c)} at index ${i} cannot be represented in XML 1.0`)
-    } else if (c >= 0xD800 && c <= 0xDBFF) {
-      const next = text.charCodeAt(i + 1)
-      if (next >= 0xDC00 && next <= 0xDFFF) {
-        i++
-        continue
-      }
-      throw new TypeError(`lone surrogate ${describeChar(c)} at index ${i} cannot be represented in XML`)
-    } else if (c >= 0xDC00 && c <= 0xDFFF) {
-      throw new TypeError(`lone surrogate ${describeChar(c)} at index ${i} cannot be represented in XML`)
-    } else {
-      continue
-    }
-    out += text.slice(last, i) + replacement
-    last = i + 1
-  }
-  return last === 0 ? text : out + text.slice(last)
-}
-
-function describeChar (c: number): string {
-  return 'U+' + c.toString(16).toUpperCase().padStart(4, '0')
-}
-
-const ENCODING_LABEL = /^[A-Za-z][A-Za-z0-9._-]*$/
-
-/** `<?xml version="1.0"?>`, or with `encoding="…"` when a charset label is given. */
-export function xmlDeclaration (encoding: string | undefined): string {
-  if (encoding === undefined) return '<?xml version="1.0"?>'
-  if (!ENCODING_LABEL.test(encoding)) throw new TypeError(`invalid XML encoding label ${JSON.stringify(encoding)}`)
-  return `<?xml version="1.0" encoding="${encoding}"?>`
 }
 
 /** Own data property, even for `__proto__`, without touching any prototype. */
