@@ -32,6 +32,12 @@ export interface AlarmEntry {
   readonly frame: Buffer
 }
 
+/** What `since` finds: the buffered alarms after a seq, and the range no longer buffered. */
+export interface Replay {
+  gap: { from: number, to: number } | undefined
+  entries: AlarmEntry[]
+}
+
 export interface AlarmStats {
   received: number
   malformed: number
@@ -117,7 +123,7 @@ export class AlarmFeed extends EventEmitter<{ alarm: [entry: AlarmEntry] }> {
   }
 
   /** Buffered alarms after `seq`, and the range that is no longer buffered, if any. */
-  since (seq: number): { gap: { from: number, to: number } | undefined, entries: AlarmEntry[] } {
+  since (seq: number): Replay {
     const first = this.buffer.firstSeq
     if (seq >= this.lastSeq) return { gap: undefined, entries: [] }
     const entries = this.buffer.after(seq)
