@@ -1,4 +1,4 @@
-// Alarm fan-out benchmark (issue 8, item 3): 100, 1,000 and 5,000 WebSocket clients (each its own
+// Alarm fan-out benchmark: 100, 1,000 and 5,000 WebSocket clients (each its own
 // logged-in session, GET /ws/alarms with its cookie and a same-origin Origin); the simulator sends
 // alarms at increasing rates; for each cell: delivered alarms/s (frames received by all clients),
 // latency from the datagram's send (stamped in the alarm by the simulator) to the client's receipt,
