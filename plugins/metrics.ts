@@ -35,9 +35,9 @@ function processMetrics (): Registry {
 }
 
 /**
- * How far a number kept elsewhere (the alarm feed's or hub's stats) moved since the last scrape. Counters
- * built on it only ever move up by that difference, so they never go down even if the source is
- * replaced or reset.
+ * How far a number kept elsewhere (the alarm feed's or the hub's stats) moved since the last
+ * scrape. Counters built on it only ever move up by that difference, so they never go down even
+ * if the source is replaced or reset.
  */
 function delta (read: () => number): () => number {
   let seen = 0
