@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events'
 import dgram from 'node:dgram'
 import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
-import { randomUUID } from 'node:crypto'
 import { RingBuffer } from './ring-buffer.js'
 import { CharsetDecodeError, decodeXml } from './charset.js'
 import { xmlToJson, XmlParseError } from './xml.js'
@@ -11,7 +10,7 @@ import { xmlToJson, XmlParseError } from './xml.js'
  * The UDP side of the alarm service (CONTRACT §1): one socket subscribes to the alarm server,
  * re-subscribes periodically, takes datagrams from that server's address only, numbers them
  * 1, 2, 3 … with no gaps, keeps the newest in a ring buffer for replay, and publishes each one
- * serialized once (the WebSocket fan-out writes the same bytes to every client).
+ * serialized once (the WebSocket fan-out, lib/alarm-hub.ts, writes the same bytes to every client).
  */
 
 export interface AlarmFeedOptions {
@@ -32,11 +31,16 @@ export interface AlarmEntry {
   readonly frame: Buffer
 }
 
+/** What `since` finds: the buffered alarms after a seq, and the range no longer buffered. */
+export interface Replay {
+  gap: { from: number, to: number } | undefined
+  entries: AlarmEntry[]
+}
+
 export interface AlarmStats {
   received: number
   malformed: number
-  forwarded: number
-  dropped: { spoofed: number, oversized: number, slowClient: number }
+  dropped: { spoofed: number, oversized: number }
   subscribesSent: number
   subscribeErrors: number
 }
@@ -46,17 +50,12 @@ export type FeedHealth = { ok: true } | { ok: false, reason: string }
 const noopLogger = { info () {}, warn () {}, debug () {} }
 
 export class AlarmFeed extends EventEmitter<{ alarm: [entry: AlarmEntry] }> {
-  /** Identifies this gateway process in `hello` frames: a client seeing a new one knows seq restarted. */
-  readonly instance = randomUUID()
   lastSeq = 0
   lastDatagramAt: number | undefined
-  /** Open alarm WebSockets (kept up to date by the WebSocket route). */
-  clients = 0
   readonly stats: AlarmStats = {
     received: 0,
     malformed: 0,
-    forwarded: 0,
-    dropped: { spoofed: 0, oversized: 0, slowClient: 0 },
+    dropped: { spoofed: 0, oversized: 0 },
     subscribesSent: 0,
     subscribeErrors: 0
   }
@@ -117,7 +116,7 @@ export class AlarmFeed extends EventEmitter<{ alarm: [entry: AlarmEntry] }> {
   }
 
   /** Buffered alarms after `seq`, and the range that is no longer buffered, if any. */
-  since (seq: number): { gap: { from: number, to: number } | undefined, entries: AlarmEntry[] } {
+  since (seq: number): Replay {
     const first = this.buffer.firstSeq
     if (seq >= this.lastSeq) return { gap: undefined, entries: [] }
     const entries = this.buffer.after(seq)

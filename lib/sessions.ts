@@ -30,7 +30,7 @@ export interface Session {
   readonly createdAt: number
   lastActivityAt: number
   readonly upstream: PinnedUpstream
-  /** Open alarm WebSockets: a session with one is never idle. */
+  /** Open alarm WebSockets, counted by `hold`/`release`: a session with one is never idle. */
   websockets: number
   ended: EndReason | undefined
 }
@@ -134,6 +134,18 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
 
   touch (session: Session): void {
     session.lastActivityAt = Date.now()
+  }
+
+  /** An alarm WebSocket opened for the session: it does not expire while one is open. */
+  hold (session: Session): void {
+    session.websockets++
+    this.touch(session)
+  }
+
+  /** An alarm WebSocket of the session closed: its idle time counts from now. */
+  release (session: Session): void {
+    session.websockets--
+    this.touch(session)
   }
 
   /** Opens a dedicated connection, logs in on it, and only then creates the session. */

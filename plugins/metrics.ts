@@ -36,9 +36,9 @@ function processMetrics (): Registry {
 }
 
 /**
- * How far a number kept elsewhere (the alarm feed's stats) moved since the last scrape. Counters
- * built on it only ever move up by that difference, so they never go down even if the source is
- * replaced or reset.
+ * How far a number kept elsewhere (the alarm feed's or the hub's stats) moved since the last
+ * scrape. Counters built on it only ever move up by that difference, so they never go down even
+ * if the source is replaced or reset.
  */
 function delta (read: () => number): () => number {
   let seen = 0
@@ -55,8 +55,9 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   const registers = [register]
   const sessions = fastify.sessions
   const limit = fastify.hasDecorator('upstreamLimit') ? fastify.upstreamLimit : undefined
-  // Read at scrape time; without ALARM_URL the alarm series stay at 0.
+  // Read at scrape time; without ALARM_URL the feed's series stay at 0, the hub's still move.
   const feed = fastify.alarms
+  const hub = fastify.alarmHub
 
   /** A gauge set from `read` at every scrape. */
   const gauge = (name: string, help: string, read: () => number): Gauge =>
@@ -113,11 +114,11 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   sessions.on('call', onCall)
 
   follower('alarms_received_total', 'Alarm datagrams accepted from the alarm server.', () => feed?.stats.received ?? 0)
-  follower('alarms_forwarded_total', 'Alarm frames sent to WebSocket clients (one per alarm and client).', () => feed?.stats.forwarded ?? 0)
+  follower('alarms_forwarded_total', 'Alarm frames sent to WebSocket clients (one per alarm and client).', () => hub.stats.forwarded)
   const dropSources: Record<DropReason, () => number> = {
     spoofed: delta(() => feed?.stats.dropped.spoofed ?? 0),
     oversized: delta(() => feed?.stats.dropped.oversized ?? 0),
-    slow_client: delta(() => feed?.stats.dropped.slowClient ?? 0)
+    slow_client: delta(() => hub.stats.cutOff)
   }
   register.registerMetric(new Counter({
     name: `${PREFIX}alarms_dropped_total`,
@@ -129,15 +130,15 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
     }
   }))
   // The feed forwards a datagram that is neither XML nor JSON as text, so that no alarm is lost to
-  // a parser; one whose bytes are invalid in its charset is dropped (its text would not be what
-  // was sent). Both are counted here (and in alarms_received_total).
+  // a parser; one whose bytes are invalid in its charset as its exact bytes (its text would not be
+  // what was sent). Both are counted here (and in alarms_received_total).
   follower('alarms_malformed_total', 'Alarm datagrams that were neither well-formed XML nor JSON (forwarded as text) or had bytes invalid in their charset (forwarded as base64).', () => feed?.stats.malformed ?? 0)
   follower('alarm_subscribes_sent_total', 'Subscribe datagrams sent to the alarm server.', () => feed?.stats.subscribesSent ?? 0)
   follower('alarm_subscribe_errors_total', 'Subscribe datagrams that could not be sent.', () => feed?.stats.subscribeErrors ?? 0)
   gauge('alarm_last_seq', 'Sequence number of the last alarm received by this process (restarts at 0 with the process).', () => feed?.lastSeq ?? 0)
   gauge('alarm_feed_up', '1 when the alarm socket is bound and subscribes go out, 0 when not, -1 without ALARM_URL.',
     () => feed === null || feed === undefined ? -1 : feed.health().ok ? 1 : 0)
-  gauge('websocket_clients', 'Alarm WebSockets open now.', () => feed?.clients ?? 0)
+  gauge('websocket_clients', 'Alarm WebSockets open now.', () => hub.clients)
 
   const perProcess = processMetrics()
   fastify.decorate('metrics', register)

@@ -1,15 +1,17 @@
-// An experiment behind docs/BENCHMARKS.md (not one of the issue's benchmarks): what limits the alarm
-// fan-out, and what coalescing writes would buy. A bare `ws` server in a child process (no gateway:
-// no UDP, no sessions) holds N WebSocket clients that live in this process, produces alarms at a
-// rate, and sends each to every client with one of two strategies:
+// An experiment behind docs/BENCHMARKS.md: what limits the alarm fan-out, and what coalescing writes
+// buys. A bare `ws` server in a child process (no gateway: no UDP, no sessions) holds N WebSocket
+// clients that live in this process, produces alarms at a rate, and sends each to every client
+// with one of these strategies:
 //
-//   per-alarm       ws.send(frame) to every client for every alarm, as routes/ws/alarms.ts does:
-//                   one write (writev of header + payload) per client per alarm
+//   per-alarm       ws.send(frame) to every client for every alarm: one write (writev of header +
+//                   payload) per client per alarm
 //   coalesce-<W>    alarms are collected for up to W ms; each flush builds the WebSocket frames once
 //                   (WebSocket.Sender.frame), concatenates them once, and writes that one buffer to
 //                   every client's socket: one write per client per flush
 //   coalesce-0      the same, flushed by setImmediate: nothing waits when alarms are rare, and the
 //                   alarms that queued up while the previous fan-out ran go out together
+//   hub             the gateway's engine (lib/alarm-hub.ts): batches of 10 ms / 64 alarms / 64 KiB,
+//                   ws.send per client and alarm inside one cork of the client's socket per batch
 //
 //   node dist/bench/experiments/fanout.js [--clients 1000] [--rates 100,200,400] [--duration 5] [--windows 0,10,25]
 import { fork } from 'node:child_process'
@@ -18,12 +20,13 @@ import { fileURLToPath } from 'node:url'
 import type { AddressInfo, Socket } from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
 import WebSocket, { WebSocketServer } from 'ws'
+import { AlarmHub } from '../../lib/alarm-hub.js'
 import { latencyHistogram, latencyOf, listOption, log, numberOption, option, pool, printResult, recordMs, round, table, type Latency } from '../lib/common.js'
 
 // ws exports Sender, but its type declarations do not.
 const { Sender } = createRequire(import.meta.url)('ws') as { Sender: { frame: (data: Buffer, options: object) => Buffer[] } }
 
-type Strategy = 'per-alarm' | `coalesce-${number}`
+type Strategy = 'per-alarm' | `coalesce-${number}` | 'hub'
 
 interface Run { type: 'run', strategy: Strategy, rate: number, durationMs: number }
 interface Done { type: 'done', sent: number, cpuMicros: number, wallMs: number }
@@ -33,8 +36,25 @@ interface Done { type: 'done', sent: number, cpuMicros: number, wallMs: number }
 async function server (): Promise<void> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false })
   await new Promise<void>((resolve) => wss.once('listening', () => resolve()))
-  const sockets = (): WebSocket[] => [...wss.clients]
   const frameOptions = { fin: true, opcode: 1, mask: false, readOnly: true, rsv1: false }
+  // The upgraded TCP socket of each client: the request's, which is the one ws writes to.
+  const wires = new Map<WebSocket, Socket>()
+  // Sessions do not exist here: one stand-in for all, held by nobody.
+  const session = { ended: undefined }
+  const hub = new AlarmHub<typeof session>({
+    instance: 'fanout-experiment',
+    replay: null,
+    sessions: { hold () {}, release () {} },
+    maxBufferedBytes: 64 * 1024 * 1024,
+    pingMs: 3_600_000
+  })
+  // The hub's seq only moves on, over all runs.
+  let hubSeq = 0
+  wss.on('connection', (ws, req) => {
+    wires.set(ws, req.socket)
+    ws.on('close', () => wires.delete(ws))
+    hub.add({ socket: ws, wire: req.socket, session })
+  })
 
   process.on('message', (m: Run) => {
     if (m.type !== 'run') return
@@ -45,7 +65,7 @@ async function server (): Promise<void> {
     let pending: Buffer[] = []
     let flushTimer: NodeJS.Timeout | undefined
     // 0: per alarm; -1: setImmediate; else a window in ms
-    const window = m.strategy === 'per-alarm' ? 0 : Number(m.strategy.slice('coalesce-'.length))
+    const window = m.strategy === 'per-alarm' || m.strategy === 'hub' ? 0 : Number(m.strategy.slice('coalesce-'.length))
     const windowMs = window === 0 && m.strategy !== 'per-alarm' ? -1 : window
 
     const flush = (): void => {
@@ -53,13 +73,15 @@ async function server (): Promise<void> {
       const frames = pending.flatMap(p => Sender.frame(p, frameOptions))
       pending = []
       const batch = Buffer.concat(frames)
-      for (const ws of sockets()) ((ws as unknown as { _socket: Socket })._socket).write(batch)
+      for (const wire of wires.values()) wire.write(batch)
     }
     const emit = (): void => {
       sent++
       const frame = Buffer.from(JSON.stringify({ type: 'alarm', seq: sent, alarm: { sentAt: (performance.timeOrigin + performance.now()).toFixed(3), message: '压力过高 pressure high', source: 'bench' } }))
-      if (windowMs === 0) {
-        for (const ws of sockets()) ws.send(frame, { binary: false })
+      if (m.strategy === 'hub') {
+        hub.publish({ seq: ++hubSeq, frame })
+      } else if (windowMs === 0) {
+        for (const ws of wires.keys()) ws.send(frame, { binary: false })
       } else {
         pending.push(frame)
         if (windowMs < 0) {
@@ -102,7 +124,7 @@ async function main (): Promise<void> {
   const rates = listOption('rates', 'BENCH_RATES', [100, 200, 400])
   const windows = option('windows', 'BENCH_WINDOWS', '0,10,25').split(',').map(Number)
   const durationMs = numberOption('duration', 'BENCH_DURATION', 5) * 1000
-  const strategies: Strategy[] = ['per-alarm', ...windows.map(w => `coalesce-${w}` as const)]
+  const strategies: Strategy[] = ['per-alarm', ...windows.map(w => `coalesce-${w}` as const), 'hub']
 
   const child = fork(fileURLToPath(import.meta.url), ['server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const port = await new Promise<number>((resolve) => child.once('message', (m: { port: number }) => resolve(m.port)))

@@ -316,7 +316,7 @@ export class Conn {
     this.recent.push(`${String(frame.type)}${frame.seq !== undefined ? ` ${String(frame.seq)}` : frame.lastSeq !== undefined ? ` lastSeq ${String(frame.lastSeq)}` : ''} @${Math.round(now() - this.openedAt)}ms`)
     if (this.recent.length > 6) this.recent.shift()
     if (this.hello === undefined) {
-      if (frame.type !== 'hello' || typeof frame.lastSeq !== 'number' || frame.instance !== this.ctx.feed.instance) {
+      if (frame.type !== 'hello' || typeof frame.lastSeq !== 'number' || frame.instance !== this.ctx.app.instanceId) {
         this.ctx.findings.fail('alarms/ws-order', { problem: 'the first frame is not hello from this instance', frame })
         return
       }

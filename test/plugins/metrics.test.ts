@@ -3,8 +3,9 @@ import { EventEmitter } from 'node:events'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { setTimeout as sleep } from 'node:timers/promises'
+import WebSocket from 'ws'
 import metricsPlugin from '../../plugins/metrics.js'
-import { build, login, rpc, startSimulator, JSON_HEADERS } from '../helper.js'
+import { build, cookieHeader, login, rpc, startSimulator, JSON_HEADERS } from '../helper.js'
 
 interface Sample { name: string, labels: Record<string, string>, value: number }
 
@@ -124,20 +125,23 @@ test('metrics move as sessions and calls flow; no user name in them', async (t) 
   t.notMatch(res.body, /lg_sid|whoami|sleep/, 'no session ids or method names either')
 })
 
-test('alarm numbers are read from the feed at scrape time and never go down', async (t) => {
-  // The metrics plugin against stand-ins for the session store and the alarm feed.
+test('alarm numbers are read from the feed and the hub at scrape time and never go down', async (t) => {
+  // The metrics plugin against stand-ins for the session store, the alarm feed and its hub.
   const store = Object.assign(new EventEmitter(), { size: 0, queueDepth: () => 0 })
   const feed = {
     lastSeq: 0,
-    clients: 0,
     healthy: true,
-    stats: { received: 0, malformed: 0, forwarded: 0, dropped: { spoofed: 0, oversized: 0, slowClient: 0 }, subscribesSent: 1, subscribeErrors: 0 },
+    stats: { received: 0, malformed: 0, dropped: { spoofed: 0, oversized: 0 }, subscribesSent: 1, subscribeErrors: 0 },
     health () { return this.healthy ? { ok: true as const } : { ok: false as const, reason: 'subscribe failed: EHOSTUNREACH' } }
   }
+  const hub = { clients: 0, stats: { forwarded: 0, cutOff: 0 } }
   const app = Fastify()
   t.teardown(() => app.close())
   await app.register(fp(async (f) => { f.decorate('sessions', store as never) }, { name: 'sessions' }))
-  await app.register(fp(async (f) => { f.decorate('alarms', feed as never) }, { name: 'alarms' }))
+  await app.register(fp(async (f) => {
+    f.decorate('alarms', feed as never)
+    f.decorate('alarmHub', hub as never)
+  }, { name: 'alarms' }))
   await app.register(metricsPlugin)
 
   let m = await scrape(app)
@@ -145,13 +149,13 @@ test('alarm numbers are read from the feed at scrape time and never go down', as
   t.equal(value(m, 'legacy_gateway_alarm_feed_up'), 1)
 
   feed.stats.received = 5
-  feed.stats.forwarded = 12
+  hub.stats.forwarded = 12
   feed.stats.malformed = 1
   feed.stats.dropped.spoofed = 2
   feed.stats.dropped.oversized = 3
-  feed.stats.dropped.slowClient = 4
+  hub.stats.cutOff = 4
   feed.lastSeq = 5
-  feed.clients = 3
+  hub.clients = 3
   feed.healthy = false
   m = await scrape(app)
   t.equal(value(m, 'legacy_gateway_alarms_received_total'), 5)
@@ -208,4 +212,21 @@ test('alarms flowing from the simulator through the real feed move the alarm ser
   t.equal(value(m, 'legacy_gateway_alarms_dropped_total', { reason: 'spoofed' }), 1)
   t.equal(value(m, 'legacy_gateway_alarm_feed_up'), 1)
   t.ok((value(m, 'legacy_gateway_alarm_subscribes_sent_total') ?? 0) >= 1)
+})
+
+test('websocket_clients counts the open alarm WebSockets, also without ALARM_URL', async (t) => {
+  const { app, url } = await build(t, { listen: true })
+  t.equal(app.alarms, null, 'no alarm feed')
+  const res = await fetch(`${url}/api/login`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify({ username: 'alice', password: 'alice' }) })
+  const ws = new WebSocket(url.replace('http', 'ws') + '/ws/alarms', { headers: { cookie: cookieHeader(res) } })
+  t.teardown(() => ws.terminate())
+  await new Promise((resolve, reject) => { ws.once('message', resolve); ws.once('error', reject) })
+  t.equal(value(await scrape(app), 'legacy_gateway_websocket_clients'), 1, 'the client that got its hello')
+  ws.close()
+  let open: number | undefined = 1
+  for (let i = 0; i < 100 && open !== 0; i++) {
+    await sleep(20)
+    open = value(await scrape(app), 'legacy_gateway_websocket_clients')
+  }
+  t.equal(open, 0, 'none once it closed')
 })

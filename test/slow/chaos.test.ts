@@ -148,6 +148,7 @@ test('chaos: faults under load, invariants on every answer', { timeout: DURATION
   t.equal(app.server.requestTimeout, REQUEST_TIMEOUT_MS, 'requestTimeout from serverOptions')
   const feed = app.alarms
   if (feed === null) throw new Error('the alarm feed is not configured')
+  const hub = app.alarmHub
   t.ok(await waitFor(() => sim.subscribers.length > 0, 5000), 'the gateway subscribed to the alarm server')
 
   const findings = new Findings((line) => t.comment(line))
@@ -301,11 +302,11 @@ test('chaos: faults under load, invariants on every answer', { timeout: DURATION
 
   // Resources back to baseline.
   const connections = (): Promise<number> => new Promise((resolve) => app.server.getConnections((_err, n) => resolve(n)))
-  await waitFor(async () => app.sessions.size === 0 && sim.sockets().length === 0 && feed.clients === 0 &&
+  await waitFor(async () => app.sessions.size === 0 && sim.sockets().length === 0 && hub.clients === 0 &&
     await connections() === 0 && total(handles()) <= total(baseline.handles), 15_000)
   t.equal(app.sessions.size, 0, 'resources: no session left')
   t.same(sim.sockets(), [], 'resources: no socket left open on the legacy server')
-  t.equal(feed.clients, 0, 'resources: no WebSocket client left')
+  t.equal(hub.clients, 0, 'resources: no WebSocket client left')
   t.equal(await connections(), 0, 'resources: no connection left on the gateway')
   const after = handles()
   t.ok(total(after) <= total(baseline.handles) + HANDLES_SLACK, `resources: active handles back to baseline (+${HANDLES_SLACK})`, { baseline: baseline.handles, after })
@@ -338,6 +339,7 @@ test('chaos: faults under load, invariants on every answer', { timeout: DURATION
 
   // The report.
   const stats = feed.stats
+  const fanOut = hub.stats
   const latency = [...ctx.latency.entries()].sort(([a], [b]) => a.localeCompare(b))
     .map(([route, l]) => `${route}: max ${Math.round(l.maxMs)} ms (${Math.round(l.maxShareOfBound * 100)}% of its bound)`)
   const report = [
@@ -349,7 +351,8 @@ test('chaos: faults under load, invariants on every answer', { timeout: DURATION
     ...ctx.faults.lines(),
     '-- alarms',
     ...ctx.alarms.lines(),
-    `gateway feed: received ${stats.received}, malformed ${stats.malformed}, forwarded ${stats.forwarded}, dropped spoofed ${stats.dropped.spoofed}, oversized ${stats.dropped.oversized}, slow clients cut ${stats.dropped.slowClient}; last seq ${feed.lastSeq}`,
+    `gateway feed: received ${stats.received}, malformed ${stats.malformed}, dropped spoofed ${stats.dropped.spoofed}, oversized ${stats.dropped.oversized}; last seq ${feed.lastSeq}`,
+    `gateway hub: forwarded ${fanOut.forwarded}, slow clients cut ${fanOut.cutOff}`,
     `simulator: datagrams sent ${sim.alarmsSent}`,
     `-- slowloris: ${loris.all.length} opened, ${lorisResult.closedByServer} closed by the server (lifetimes ${lorisResult.lifetimesMs.length > 0 ? `${Math.min(...lorisResult.lifetimesMs)}–${Math.max(...lorisResult.lifetimesMs)} ms` : 'n/a'})`,
     '-- slowest answers',
