@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import websocket from '@fastify/websocket'
 import { Type } from 'typebox'
-import type { Session } from '../../lib/sessions.js'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Forbidden } from '../../lib/errors.js'
 
 /**
@@ -39,12 +39,12 @@ export default async function alarmWsRoutes (fastify: FastifyInstance): Promise<
     throw new Forbidden(`Origin ${origin} may not open the alarm WebSocket`)
   }
 
-  fastify.get<{ Querystring: { since?: string } }>('/ws/alarms', {
+  fastify.withTypeProvider<TypeBoxTypeProvider>().get('/ws/alarms', {
     websocket: true,
     onRequest: [checkOrigin, fastify.requireSession],
     schema: { querystring: SinceQuery }
   }, (socket, request) => {
-    const session = request.session as Session
+    const session = request.getSession()
     socket.on('error', (err) => { request.log.info({ err: err.message }, 'alarm WebSocket error') })
     const since = request.query.since
     // request.raw.socket is the upgraded TCP socket ws writes to: the hub corks it per batch.
