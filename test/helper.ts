@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
 import app, { serverOptions } from '../app.js'
@@ -86,4 +87,14 @@ export function cookieHeader (res: LightMyRequestResponse | Response): string {
 
 export async function rpc (fastify: FastifyInstance, cookie: string, method: string, params: unknown[] = []): Promise<LightMyRequestResponse> {
   return await fastify.inject({ method: 'POST', url: `/api/rpc/${method}`, headers: { ...JSON_HEADERS, cookie }, payload: params })
+}
+
+/** Polls `check` every 20 ms until it holds (true) or `timeoutMs` passes (false). */
+export async function eventually (check: () => boolean, timeoutMs = 2000): Promise<boolean> {
+  const until = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > until) return false
+    await sleep(20)
+  }
+  return true
 }

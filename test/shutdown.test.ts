@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startSimulator } from './helper.js'
+import { eventually, startSimulator } from './helper.js'
 import { startGateway, exitWithin, request, type HttpAnswer } from './gateway-process.js'
 import { methodOf, rpcAnswer, startHostileLegacy, trickle } from './hostile-legacy.js'
 
@@ -10,15 +10,6 @@ async function loginOver (url: string, user: string): Promise<string> {
   const res = await request(`${url}/api/login`, { body: { username: user, password: user } })
   if (res.status !== 200) throw new Error(`login ${user}: ${res.status} ${res.body}`)
   return res.cookies()
-}
-
-async function eventually (check: () => boolean, timeoutMs = 2000): Promise<boolean> {
-  const until = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > until) return false
-    await sleep(20)
-  }
-  return true
 }
 
 test('SIGTERM with a call in flight: the call completes, new requests get 503, sessions are logged out, exit 0', async (t) => {

@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { build, login, rpc, JSON_HEADERS } from '../../helper.js'
+import { eventually, build, login, rpc, JSON_HEADERS } from '../../helper.js'
 import { encodeResponse } from '../../../lib/xmlrpc.js'
 import { httpAnswer, methodOf, rpcAnswer, startHostileLegacy, trickle, type RawRequest, type Step } from '../../hostile-legacy.js'
 
@@ -43,15 +43,6 @@ async function timed<T> (p: Promise<T>): Promise<{ value: T, ms: number }> {
 /** Sockets that carried requests (the readiness probe only connects). */
 function socketsUsed (requests: RawRequest[]): number {
   return new Set(requests.map(r => r.socketId)).size
-}
-
-async function eventually (check: () => boolean, timeoutMs = 2000): Promise<boolean> {
-  const until = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > until) return false
-    await sleep(20)
-  }
-  return true
 }
 
 const stalls: Array<[string, () => Step[]]> = [
