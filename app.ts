@@ -21,6 +21,8 @@ import upstreamLimitPlugin from './plugins/upstream-limit.js'
 import originsPlugin from './plugins/origins.js'
 import policyPlugin from './plugins/policy.js'
 import auditPlugin from './plugins/audit.js'
+import discoveryPlugin from './plugins/discovery.js'
+import methodsRoute from './routes/api/methods.js'
 import { REQUEST_ID_HEADER } from './lib/logger.js'
 import { BadRequest } from './lib/errors.js'
 
@@ -89,6 +91,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(sessionsPlugin)
   await fastify.register(policyPlugin)
   await fastify.register(auditPlugin)
+  await fastify.register(discoveryPlugin)
   await fastify.register(upstreamLimitPlugin)
   await fastify.register(alarmsPlugin)
   await fastify.register(metricsPlugin)
@@ -96,6 +99,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(readyRoutes)
   await fastify.register(loginRoute)
   await fastify.register(rpcRoute)
+  await fastify.register(methodsRoute)
   await fastify.register(sessionRoutes)
   await fastify.register(xmlRoutes)
   await fastify.register(alarmWsRoutes)

@@ -64,7 +64,9 @@ export const EnvSchema = Type.Object({
   RPC_DENY: Type.Optional(Type.String()),
   XML_ALLOW: Type.String({ default: '/*' }),
   XML_DENY: Type.Optional(Type.String()),
-  AUDIT_LOG: Type.Boolean({ default: false })
+  AUDIT_LOG: Type.Boolean({ default: false }),
+  RPC_BATCH_MAX: Int(64, 1, 1000),
+  LEGACY_MULTICALL: Type.Union([Type.Literal('auto'), Type.Literal('true'), Type.Literal('false')], { default: 'auto' })
 })
 
 type Env = Static<typeof EnvSchema>
@@ -125,6 +127,10 @@ interface Settings {
   xmlPolicy: Policy
   /** One log line per browser-initiated legacy call (plugins/audit.ts). */
   auditLog: boolean
+  /** Calls in one POST /api/rpc batch. */
+  rpcBatchMax: number
+  /** Whether a batch travels as one system.multicall (auto: as the legacy server shows). */
+  legacyMulticall: 'auto' | 'true' | 'false'
   /** LEGACY_URL was unset: the legacy system is the built-in simulator (lib/demo.ts). */
   demo: boolean
 }
@@ -324,6 +330,8 @@ export function loadConfig (source: NodeJS.ProcessEnv | Record<string, string | 
     rpcPolicy,
     xmlPolicy,
     auditLog: env.AUDIT_LOG,
+    rpcBatchMax: env.RPC_BATCH_MAX,
+    legacyMulticall: env.LEGACY_MULTICALL,
     demo
   }
 }

@@ -14,6 +14,11 @@ export interface PolicyService {
   readonly refusals: Record<RefusalKind, number>
   /** Counts a refusal and returns the 403 to throw. */
   refuse (kind: RefusalKind, message: string): Error
+  /**
+   * Why a browser may not call `method` (a reserved method, or RPC_ALLOW/RPC_DENY), or undefined
+   * when it may. Counts nothing: the caller refuses with `refuse`.
+   */
+  methodRefusal (method: string): string | undefined
 }
 
 declare module 'fastify' {
@@ -29,7 +34,19 @@ declare module 'fastify' {
  * is counted here.
  */
 async function policy (fastify: FastifyInstance): Promise<void> {
+  const config = fastify.config
   const refusals: Record<RefusalKind, number> = { rpc: 0, xml: 0 }
+  // The gateway alone logs the pinned socket in and out: a browser calling login there would run
+  // the socket as another user while the session still names the first, and logout would leave a
+  // session on a socket logged in as nobody. system.multicall would run any method inside it, past
+  // the method rules (batches use it, call by call under the rules). Legacy servers often match
+  // method names case-insensitively, so this does too.
+  const reserved = new Map([
+    [config.legacyLoginMethod.toLowerCase(), 'log in with POST /api/login'],
+    [config.legacyLogoutMethod.toLowerCase(), 'log out with POST /api/logout'],
+    ['system.multicall', 'send a batch with POST /api/rpc']
+  ])
+  const rpcPolicy = config.rpcPolicy
   fastify.decorate('policy', {
     rpc: fastify.config.rpcPolicy,
     xml: fastify.config.xmlPolicy,
@@ -37,6 +54,12 @@ async function policy (fastify: FastifyInstance): Promise<void> {
     refuse (kind: RefusalKind, message: string): Error {
       refusals[kind]++
       return new Forbidden(message)
+    },
+    methodRefusal (method: string): string | undefined {
+      const instead = reserved.get(method.toLowerCase())
+      if (instead !== undefined) return `${method} is reserved to the gateway: ${instead}`
+      if (!rpcPolicy.allows(method)) return `${method} may not be called through the gateway (RPC_ALLOW, RPC_DENY)`
+      return undefined
     }
   })
 }

@@ -46,6 +46,10 @@ export interface SimulatorOptions {
    * arrive as `<int>` or `<i4>` and the others as strings, else fault -32602.
    */
   loginShape?: LoginShape
+  /** system.listMethods, methodSignature, methodHelp (default on). */
+  introspection?: boolean
+  /** system.multicall (default on). */
+  multicall?: boolean
   logger?: SimLogger | undefined
 }
 
@@ -137,6 +141,10 @@ export interface Simulator {
   setFault (f: FaultSetting): void
   setCharset (charset: string, opts?: { declare?: boolean, header?: boolean }): void
   setKeepAliveHint (seconds: number | null): void
+  /** system.listMethods, methodSignature and methodHelp on or off (method not found) */
+  setIntrospection (on: boolean): void
+  /** system.multicall on or off */
+  setMulticall (on: boolean): void
   clearLedger (): void
   /** fault none, charset utf-8, keep-alive hint off, ledger, lastXmlRequest and lastRpcRequest cleared */
   reset (): void
@@ -158,7 +166,30 @@ export const FAULT_LOGIN_FAILED = 1
 export const FAULT_NOT_LOGGED_IN = 2
 export const FAULT_SOCKET_BOUND = 3
 
-const RPC_METHODS = ['login', 'logout', 'whoami', 'echo', 'sleep', 'fault', 'heartbeat', 'ping', 'system.listMethods'] as const
+const RPC_METHODS = [
+  'login', 'logout', 'whoami', 'echo', 'sleep', 'fault', 'heartbeat', 'ping',
+  'system.listMethods', 'system.methodSignature', 'system.methodHelp', 'system.multicall'
+] as const
+const INTROSPECTION: ReadonlySet<string> = new Set(['system.listMethods', 'system.methodSignature', 'system.methodHelp'])
+
+/**
+ * What system.methodSignature and system.methodHelp say (the xmlrpc-c convention: each signature
+ * is [return type, param types…]; "undef" where a method has none, as echo's variadic params).
+ */
+const DESCRIPTIONS: Readonly<Record<string, { signatures: string[][] | 'undef', help: string }>> = {
+  login: { signatures: [['struct', 'string', 'string']], help: 'Logs this connection in as a user: login(user, password).' },
+  logout: { signatures: [['boolean']], help: 'Logs this connection out.' },
+  whoami: { signatures: [['struct']], help: 'The user this connection is logged in as, and its socket id.' },
+  echo: { signatures: 'undef', help: 'Returns its params as an array, types kept.' },
+  sleep: { signatures: [['int', 'int']], help: 'Answers after the given number of milliseconds (at most 60000).' },
+  fault: { signatures: [['struct', 'int', 'string']], help: 'Always answers a fault with the given code and string.' },
+  heartbeat: { signatures: [['boolean']], help: 'Keeps the login alive.' },
+  ping: { signatures: [['boolean']], help: 'Answers true.' },
+  'system.listMethods': { signatures: [['array']], help: 'The methods this server knows.' },
+  'system.methodSignature': { signatures: [['array', 'string']], help: 'The signatures of a method.' },
+  'system.methodHelp': { signatures: [['string', 'string']], help: 'The help text of a method.' },
+  'system.multicall': { signatures: [['array', 'array']], help: 'Runs several calls in one request, in order.' }
+}
 type RpcMethod = typeof RPC_METHODS[number]
 const isRpcMethod = (m: string): m is RpcMethod => (RPC_METHODS as readonly string[]).includes(m)
 
@@ -224,6 +255,8 @@ class LegacySimulator implements Simulator {
   private rpcPort: number
   private readonly rpcPath: string
   private readonly loginShape: LoginShape
+  private introspection: boolean
+  private multicall: boolean
   private readonly logger: SimLogger | undefined
   private readonly server: http.Server
   private readonly control: http.Server
@@ -247,6 +280,8 @@ class LegacySimulator implements Simulator {
     this.controlPort = opts.controlPort ?? 0
     this.rpcPath = opts.rpcPath ?? '/RPC2'
     this.loginShape = opts.loginShape ?? 'positional'
+    this.introspection = opts.introspection ?? true
+    this.multicall = opts.multicall ?? true
     this.logger = opts.logger
 
     this.server = http.createServer((req, res) => { this.onRequest(req, res) })
@@ -379,6 +414,14 @@ class LegacySimulator implements Simulator {
     }
     this.charset = { charset, declare: opts.declare ?? true, header: opts.header ?? false }
     this.logger?.info({ ...this.charset }, 'charset set')
+  }
+
+  setIntrospection (on: boolean): void {
+    this.introspection = on
+  }
+
+  setMulticall (on: boolean): void {
+    this.multicall = on
   }
 
   setKeepAliveHint (seconds: number | null): void {
@@ -559,8 +602,15 @@ class LegacySimulator implements Simulator {
     return result === null ? null : this.rpcAnswer(result)
   }
 
-  private async runMethod (conn: Connection, method: string, params: JsonValue[]): Promise<RpcResult | null> {
-    if (!isRpcMethod(method)) return { faultCode: -32601, faultString: `method not found: ${method}` }
+  private knows (method: string): method is RpcMethod {
+    if (!isRpcMethod(method)) return false
+    if (INTROSPECTION.has(method)) return this.introspection
+    if (method === 'system.multicall') return this.multicall
+    return true
+  }
+
+  private async runMethod (conn: Connection, method: string, params: JsonValue[], nested = false): Promise<RpcResult | null> {
+    if (!this.knows(method)) return { faultCode: -32601, faultString: `method not found: ${method}` }
     if (method === 'login') return this.login(conn, params, rawParamTypes(this.lastRpcRequest))
     const user = conn.user
     if (user === null) return { faultCode: FAULT_NOT_LOGGED_IN, faultString: 'not logged in', refused: true }
@@ -589,8 +639,39 @@ class LegacySimulator implements Simulator {
       case 'ping':
         return { value: true }
       case 'system.listMethods':
-        return { value: [...RPC_METHODS] }
+        return { value: RPC_METHODS.filter(m => this.knows(m)) }
+      case 'system.methodSignature':
+      case 'system.methodHelp': {
+        const name = params[0]
+        const described = typeof name === 'string' && this.knows(name) ? DESCRIPTIONS[name] : undefined
+        if (described === undefined) return { faultCode: -32602, faultString: `unknown method: ${String(name)}` }
+        return { value: method === 'system.methodHelp' ? described.help : described.signatures }
+      }
+      case 'system.multicall':
+        return nested ? { faultCode: -32600, faultString: 'recursive system.multicall' } : await this.runMulticall(conn, params)
     }
+  }
+
+  /** The de facto spec (xmlrpc-c, Python): each call's value as a one-element array, or a fault struct. */
+  private async runMulticall (conn: Connection, params: JsonValue[]): Promise<RpcResult | null> {
+    const calls = params[0]
+    if (!Array.isArray(calls)) return { faultCode: -32602, faultString: 'invalid params: system.multicall(array of calls)' }
+    const results: JsonValue[] = []
+    for (const call of calls) {
+      const struct = call !== null && typeof call === 'object' && !Array.isArray(call) ? call : {}
+      const name = struct.methodName
+      const args = struct.params
+      if (typeof name !== 'string' || !Array.isArray(args)) {
+        results.push({ faultCode: -32602, faultString: 'invalid call: {methodName, params}' })
+        continue
+      }
+      const result = name === 'login'
+        ? { faultCode: -32600, faultString: 'login is not allowed in system.multicall' }
+        : await this.runMethod(conn, name, args, true)
+      if (result === null) return null
+      results.push('value' in result ? [result.value as JsonValue] : { faultCode: result.faultCode, faultString: result.faultString })
+    }
+    return { value: results }
   }
 
   private login (conn: Connection, params: JsonValue[], types: string[]): RpcResult {

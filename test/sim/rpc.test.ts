@@ -111,7 +111,7 @@ t.test('methods', async (t) => {
 
   t.equal(valueOf(await rpc(client, sim, 'ping')), true)
   t.equal(valueOf(await rpc(client, sim, 'heartbeat')), true)
-  t.match(valueOf(await rpc(client, sim, 'system.listMethods')), ['login', 'logout', 'whoami', 'echo', 'sleep', 'fault', 'heartbeat', 'ping', 'system.listMethods'])
+  t.match(valueOf(await rpc(client, sim, 'system.listMethods')), ['login', 'logout', 'whoami', 'echo', 'sleep', 'fault', 'heartbeat', 'ping', 'system.listMethods', 'system.methodSignature', 'system.methodHelp', 'system.multicall'])
   t.match(await rpc(client, sim, 'fault', [42, 'the answer']), { fault: true, faultCode: 42, faultString: 'the answer' })
   t.match(await rpc(client, sim, 'fault', ['x']), { fault: true, faultCode: -32602 })
   t.match(await rpc(client, sim, 'sleep', ['soon']), { fault: true, faultCode: -32602 })
