@@ -23,6 +23,8 @@ import policyPlugin from './plugins/policy.js'
 import auditPlugin from './plugins/audit.js'
 import discoveryPlugin from './plugins/discovery.js'
 import methodsRoute from './routes/api/methods.js'
+import openapiRoutes from './routes/openapi.js'
+import swagger from '@fastify/swagger'
 import { REQUEST_ID_HEADER } from './lib/logger.js'
 import { BadRequest } from './lib/errors.js'
 
@@ -84,6 +86,13 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   // Every answer names its request id (lib/logger.ts), so a browser's report can be found in the log.
   fastify.addHook('onRequest', async (request, reply) => { reply.header(REQUEST_ID_HEADER, request.id) })
 
+  // Before every route: it collects their schemas as they are added (GET /openapi.json).
+  await fastify.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'legacy-gateway', description: 'Browser API of the legacy gateway (CONTRACT §3).', version: '2' }
+    }
+  })
   await fastify.register(lifecyclePlugin)
   // Before the routes and their hooks: a cross-origin write is refused before its body is read
   // and before its session is looked up.
@@ -100,6 +109,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(loginRoute)
   await fastify.register(rpcRoute)
   await fastify.register(methodsRoute)
+  await fastify.register(openapiRoutes)
   await fastify.register(sessionRoutes)
   await fastify.register(xmlRoutes)
   await fastify.register(alarmWsRoutes)
