@@ -1,3 +1,4 @@
+import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
@@ -33,7 +34,7 @@ const UserParams = Type.Object({ user: Type.String({ minLength: 1, maxLength: 25
 // One token, so "who" is whoever holds it; the log says so, and from where.
 const WHO = 'ADMIN_TOKEN'
 
-export default async function adminRoutes (fastify: FastifyInstance, opts: AdminRoutesOptions): Promise<void> {
+async function adminRoutes (fastify: FastifyInstance, opts: AdminRoutesOptions): Promise<void> {
   const { operator, checkToken, scrape } = opts
   const routes = fastify.withTypeProvider<TypeBoxTypeProvider>()
 
@@ -101,3 +102,6 @@ export default async function adminRoutes (fastify: FastifyInstance, opts: Admin
     return await reply.type(contentType).send(text)
   })
 }
+
+// Not encapsulated: the token check is a hook of the whole operator server, its 404s included.
+export default fp(adminRoutes, { name: 'admin-routes', fastify: '5.x' })
