@@ -59,13 +59,13 @@ async function admin (fastify: FastifyInstance): Promise<void> {
     })
     await instance.register(adminRoutes, { operator, checkToken, scrape: async () => await exposition(fastify.metrics) })
     try {
-      url = await instance.listen({ host: config.adminHost, port: config.adminPort })
+      // Not Fastify's "Server listening at …": that line means the browsers' port (tools wait for it).
+      url = await instance.listen({ host: config.adminHost, port: config.adminPort, listenTextResolver: (address) => `operator API listening at ${address} (ADMIN_PORT)` })
     } catch (err) {
       await instance.close()
       throw new Error(`the operator API cannot listen on ${config.adminHost}:${config.adminPort}: ${(err as Error).message}`, { cause: err })
     }
     server = instance
-    log.info({ address: url }, 'operator API listening (ADMIN_PORT)')
   })
 
   fastify.addHook('onClose', async () => {

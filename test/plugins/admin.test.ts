@@ -5,6 +5,7 @@ import net from 'node:net'
 import { test, type Test } from 'tap'
 import WebSocket from 'ws'
 import { build, cookieHeader, eventually, JSON_HEADERS } from '../helper.js'
+import { startGateway as startProcess, exitWithin, freePort } from '../gateway-process.js'
 import type { LogDestination } from '../../lib/logger.js'
 
 const TOKEN = 'test-operator-token-0123456789abcdef'
@@ -293,4 +294,26 @@ test('without ADMIN_PORT there is no operator listener and no drain', async (t) 
   t.equal(app.adminUrl, undefined)
   t.equal(app.operator.draining, false)
   await expectError(t, await fetch(`${url}/admin/sessions`, { headers: AUTH }), 404, 'NOT_FOUND', 'no admin route on the browsers\' port')
+})
+
+test('npm start with ADMIN_PORT: the operator API answers, and SIGTERM closes it with the gateway (exit 0)', async (t) => {
+  const adminPort = await freePort()
+  const gw = await startProcess(t, { ADMIN_PORT: String(adminPort), ADMIN_TOKEN: TOKEN })
+  const listening = await gw.waitForLog(l => typeof l.msg === 'string' && l.msg.startsWith('operator API listening'))
+  t.match(listening, { component: 'admin', msg: `operator API listening at http://127.0.0.1:${adminPort} (ADMIN_PORT)` })
+  t.equal(gw.logs.filter(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening')).length, 1, '"Server listening" is the browsers\' port only')
+  const admin = `http://127.0.0.1:${adminPort}`
+  const cookie = await login(gw.url, 'demo')
+  t.match(await sessions(admin), [{ user: 'demo' }])
+  t.equal((await fetch(`${admin}/admin/drain`, { method: 'POST', headers: AUTH })).status, 204)
+  t.equal((await fetch(`${gw.url}/readyz`)).status, 503)
+  t.equal((await call(gw.url, cookie, 'whoami')).status, 200, 'the session goes on')
+  gw.child.kill('SIGTERM')
+  t.equal(await exitWithin(gw, 15_000), 0, 'exit 0')
+  const after = await new Promise<string>((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port: adminPort })
+    socket.once('connect', () => { socket.destroy(); resolve('connected') })
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'))
+  })
+  t.equal(after, 'ECONNREFUSED', 'the operator port is closed')
 })
