@@ -7,6 +7,7 @@ import { lifecyclePlugin, reapConnectionsPlugin } from './plugins/lifecycle.js'
 import configPlugin from './plugins/config.js'
 import errorsPlugin, { frameworkError } from './plugins/errors.js'
 import sessionsPlugin from './plugins/sessions.js'
+import adminPlugin from './plugins/admin.js'
 import healthRoutes from './routes/health.js'
 import loginRoute from './routes/api/login.js'
 import rpcRoute from './routes/api/rpc.js'
@@ -101,6 +102,8 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(policyPlugin)
   await fastify.register(auditPlugin)
   await fastify.register(discoveryPlugin)
+  // The operator API's own listener (ADMIN_PORT) and drain switch; before metrics, which count it.
+  await fastify.register(adminPlugin)
   await fastify.register(upstreamLimitPlugin)
   await fastify.register(alarmsPlugin)
   await fastify.register(metricsPlugin)

@@ -101,13 +101,14 @@ function describeEnd (state: SessionEndState | string): string {
     case 'expired': return 'it was idle for too long'
     case 'logout': return 'it was logged out'
     case 'lost': return 'the connection to the legacy server closed'
+    case 'revoked': return 'it was ended by an operator'
     default: return state
   }
 }
 
-function sessionLost (why: string): void {
+function sessionLost (why: string, title = 'Session lost —'): void {
   stopFeed(true)
-  showBanner('error', 'Session lost —', `${why}. Log in again to continue.`)
+  showBanner('error', title, `${why}. Log in again to continue.`)
   setState('session-lost')
 }
 
@@ -268,7 +269,7 @@ function startFeed (): void {
         showBanner('info', 'Logged out —', 'the session was logged out (perhaps in another tab).')
         setState('signed-out')
       } else {
-        sessionLost(describeEnd(state))
+        sessionLost(describeEnd(state), state === 'revoked' ? 'Session ended —' : undefined)
       }
     }
   })
@@ -286,7 +287,9 @@ ui.loginForm.addEventListener('submit', (event) => {
       setState('signed-in', res.user)
       startFeed()
     }, (err: unknown) => {
-      ui.loginError.textContent = err instanceof GatewayError ? `${err.code}: ${err.message}` : formatError(err)
+      ui.loginError.textContent = err instanceof GatewayError && err.code === 'DRAINING'
+        ? 'DRAINING: this gateway is being taken out of service for maintenance and accepts no new logins. Try again in a moment; you may be sent to another instance.'
+        : err instanceof GatewayError ? `${err.code}: ${err.message}` : formatError(err)
     })
 })
 
@@ -360,7 +363,9 @@ gw.session().then((info) => {
   startFeed()
 }, (err: unknown) => {
   if (err instanceof GatewayError && err.code === 'SESSION_LOST') {
-    showBanner('error', 'Session lost —', 'the connection to the legacy server closed. Log in again to continue.')
+    // "The session ended (<why>): log in again": an operator, idleness, the legacy socket.
+    const why = /\((.+)\)/.exec(err.message)?.[1] ?? 'the connection to the legacy server closed'
+    showBanner('error', 'Session lost —', `${why}. Log in again to continue.`)
     setState('session-lost')
   } else {
     if (!(err instanceof GatewayError && err.status === 401)) showBanner('error', 'The gateway cannot be reached —', formatError(err))

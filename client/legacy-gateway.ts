@@ -20,7 +20,7 @@ export type ErrorCode =
   | 'BAD_REQUEST' | 'UNAUTHENTICATED' | 'SESSION_LOST' | 'LOGIN_FAILED' | 'FORBIDDEN' | 'NOT_FOUND'
   | 'METHOD_NOT_ALLOWED' | 'PAYLOAD_TOO_LARGE' | 'UNSUPPORTED_MEDIA_TYPE' | 'RPC_FAULT' | 'SESSION_BUSY'
   | 'RATE_LIMITED' | 'BAD_UPSTREAM_RESPONSE' | 'UPSTREAM_UNAVAILABLE' | 'TOO_MANY_SESSIONS'
-  | 'SHUTTING_DOWN' | 'UPSTREAM_TIMEOUT' | 'INTERNAL_ERROR'
+  | 'SHUTTING_DOWN' | 'DRAINING' | 'UPSTREAM_TIMEOUT' | 'INTERNAL_ERROR'
   | 'NETWORK_ERROR' | 'HTTP_ERROR' | 'BAD_RESPONSE'
   | (string & {})
 
@@ -45,9 +45,18 @@ export class GatewayError extends Error {
     if (extra.body !== undefined) this.body = extra.body
   }
 
-  /** The session is gone (never was, or its legacy socket closed): log in again. */
+  /** The session is gone (never was, its legacy socket closed, an operator ended it): log in again. */
   get sessionEnded (): boolean {
     return this.code === 'UNAUTHENTICATED' || this.code === 'SESSION_LOST'
+  }
+
+  /**
+   * This instance refuses for now what another instance, or the same one a little later, would
+   * take: it is drained by an operator, shutting down, or full. Retry (a load balancer may send
+   * the retry elsewhere).
+   */
+  get retryLater (): boolean {
+    return this.code === 'DRAINING' || this.code === 'SHUTTING_DOWN' || this.code === 'TOO_MANY_SESSIONS'
   }
 }
 
@@ -73,7 +82,8 @@ export interface AlarmEvent {
   alarm: Record<string, unknown>
 }
 
-export type SessionEndState = 'lost' | 'expired' | 'logout' | (string & {})
+/** Why the session ended (CONTRACT §4); `revoked`: an operator ended it. Treat any other as ended too. */
+export type SessionEndState = 'lost' | 'expired' | 'logout' | 'revoked' | (string & {})
 
 export interface Gap { from: number, to: number }
 
@@ -86,7 +96,7 @@ export type AlarmStatus =
 
 export interface AlarmHandlers {
   onAlarm: (alarm: AlarmEvent) => void
-  /** The session ended (`lost`, `expired`, `logout`): the stream stops; log in again. */
+  /** The session ended (`lost`, `expired`, `logout`, `revoked`): the stream stops; log in again. */
   onSessionEnd?: (state: SessionEndState) => void
   onStatus?: (status: AlarmStatus) => void
   /** Alarms the gateway no longer buffers (they cannot be replayed). */

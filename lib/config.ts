@@ -66,7 +66,11 @@ export const EnvSchema = Type.Object({
   XML_DENY: Type.Optional(Type.String()),
   AUDIT_LOG: Type.Boolean({ default: false }),
   RPC_BATCH_MAX: Int(64, 1, 1000),
-  LEGACY_MULTICALL: Type.Union([Type.Literal('auto'), Type.Literal('true'), Type.Literal('false')], { default: 'auto' })
+  LEGACY_MULTICALL: Type.Union([Type.Literal('auto'), Type.Literal('true'), Type.Literal('false')], { default: 'auto' }),
+  ADMIN_HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
+  ADMIN_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  // Checked by hand below: a schema error would print the value, and this one is a secret.
+  ADMIN_TOKEN: Type.Optional(Type.String())
 })
 
 type Env = Static<typeof EnvSchema>
@@ -131,6 +135,11 @@ interface Settings {
   rpcBatchMax: number
   /** Whether a batch travels as one system.multicall (auto: as the legacy server shows). */
   legacyMulticall: 'auto' | 'true' | 'false'
+  /** The operator API's own listener (plugins/admin.ts); off when adminPort is undefined. */
+  adminHost: string
+  adminPort: number | undefined
+  /** Set (at least ADMIN_TOKEN_MIN_LENGTH characters) whenever adminPort is. */
+  adminToken: string | undefined
   /** LEGACY_URL was unset: the legacy system is the built-in simulator (lib/demo.ts). */
   demo: boolean
 }
@@ -171,6 +180,21 @@ function parseAlarmUrl (value: string): AlarmEndpoint {
   const port = Number(url.port)
   if (!host || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error('bad host or port')
   return { host, port }
+}
+
+/** A shorter operator token could be guessed; 16 characters of `openssl rand -base64 32` are ~96 bits. */
+export const ADMIN_TOKEN_MIN_LENGTH = 16
+// A bearer token as RFC 6750 §2.1 writes it (b64token): it must travel in an Authorization header.
+const BEARER_TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/
+
+/** The operator token's problem, if any; never quotes the value (it is a secret). */
+function adminTokenProblem (env: Env): string | undefined {
+  const token = env.ADMIN_TOKEN
+  if (env.ADMIN_PORT === undefined) return undefined
+  if (token === undefined) return 'must be set when ADMIN_PORT is set (the operator API is never open without a token)'
+  if (token.length < ADMIN_TOKEN_MIN_LENGTH) return `must be at least ${ADMIN_TOKEN_MIN_LENGTH} characters (got ${token.length})`
+  if (!BEARER_TOKEN.test(token)) return 'must be a bearer token: letters, digits and -._~+/ (then = padding), e.g. from openssl rand -base64 32'
+  return undefined
 }
 
 // RFC 9110 §5.6.2.
@@ -275,6 +299,12 @@ export function loadConfig (source: NodeJS.ProcessEnv | Record<string, string | 
     throw new ConfigError(describe(data, 'LEGACY_HEARTBEAT_METHOD', 'must be set when LEGACY_HEARTBEAT_MS is above 0'))
   }
 
+  const tokenProblem = adminTokenProblem(env)
+  if (tokenProblem !== undefined) throw new ConfigError(`invalid configuration: ADMIN_TOKEN ${tokenProblem}`)
+  if (env.ADMIN_PORT !== undefined && env.ADMIN_PORT !== 0 && env.ADMIN_PORT === env.PORT) {
+    throw new ConfigError(describe(data, 'ADMIN_PORT', 'must differ from PORT: the operator API never shares the browsers\' port'))
+  }
+
   const legacyForwardHeaders = parseHeaderNames(data, 'LEGACY_FORWARD_HEADERS', env.LEGACY_FORWARD_HEADERS, name => NEVER_FORWARDED.has(name))
   // The gateway owns its CORS policy: a legacy Access-Control-* header would grant other origins
   // what the gateway does not.
@@ -332,6 +362,9 @@ export function loadConfig (source: NodeJS.ProcessEnv | Record<string, string | 
     auditLog: env.AUDIT_LOG,
     rpcBatchMax: env.RPC_BATCH_MAX,
     legacyMulticall: env.LEGACY_MULTICALL,
+    adminHost: env.ADMIN_HOST,
+    adminPort: env.ADMIN_PORT,
+    adminToken: env.ADMIN_PORT === undefined ? undefined : env.ADMIN_TOKEN,
     demo
   }
 }

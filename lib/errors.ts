@@ -43,6 +43,8 @@ export const ERRORS = {
   UPSTREAM_UNAVAILABLE: { status: 503, message: 'The legacy server cannot be reached: %s', outcome: 'unavailable' },
   TOO_MANY_SESSIONS: { status: 503, message: 'The gateway holds its maximum of %s sessions: retry later' },
   SHUTTING_DOWN: { status: 503, message: 'The gateway is shutting down: retry on another instance or later' },
+  // An operator drains the instance before maintenance (POST /admin/drain): open sessions go on.
+  DRAINING: { status: 503, message: 'This gateway instance takes no new logins while an operator drains it for maintenance: retry in a moment (a load balancer sends you to another instance)' },
   UPSTREAM_TIMEOUT: { status: 504, message: 'The legacy server did not answer within %s ms; the session is closed', outcome: 'timeout' },
   // A bug, never an answer the gateway means to give: nothing throws it, the error handler falls
   // back to it (and logs the error) so that no stack trace or internal message reaches a browser.
@@ -128,6 +130,7 @@ export const BadUpstreamResponse = errorClass('BAD_UPSTREAM_RESPONSE')
 export const UpstreamUnavailable = errorClass('UPSTREAM_UNAVAILABLE')
 export const TooManySessions = errorClass('TOO_MANY_SESSIONS')
 export const ShuttingDown = errorClass('SHUTTING_DOWN')
+export const Draining = errorClass('DRAINING')
 export const UpstreamTimeout = errorClass('UPSTREAM_TIMEOUT')
 
 /** A legacy `<fault>`: its faultString is the message; its faultCode travels beside the body. */

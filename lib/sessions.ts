@@ -14,25 +14,34 @@ import {
 /**
  * Why a session ended. `lost` and `timeout` come from the pinned socket; `expired` from idleness;
  * `logout` from the browser; `replaced` from a new login in the same browser; `shutdown` from
- * the gateway stopping.
+ * the gateway stopping; `revoked` from an operator (the operator API, plugins/admin.ts).
  */
-export type EndReason = 'lost' | 'timeout' | 'expired' | 'logout' | 'replaced' | 'shutdown'
+export type EndReason = 'lost' | 'timeout' | 'expired' | 'logout' | 'replaced' | 'shutdown' | 'revoked'
 
-/** What the browser is told on its WebSocket (CONTRACT §4): lost, expired or logout. */
-export function noticeFor (reason: EndReason): 'lost' | 'expired' | 'logout' {
+/** What the browser is told on its WebSocket (CONTRACT §4): lost, expired, logout or revoked. */
+export function noticeFor (reason: EndReason): 'lost' | 'expired' | 'logout' | 'revoked' {
   if (reason === 'expired') return 'expired'
+  if (reason === 'revoked') return 'revoked'
   if (reason === 'logout' || reason === 'replaced') return 'logout'
   return 'lost'
 }
 
 export interface Session {
+  /** The cookie's value: the session's only credential. Never shown to anyone but its browser. */
   readonly id: string
+  /**
+   * What operators see and name the session by (GET /admin/sessions): 128 random bits of its
+   * own, so it is neither the cookie nor derivable to it.
+   */
+  readonly handle: string
   readonly user: string
   readonly createdAt: number
   lastActivityAt: number
   readonly upstream: PinnedUpstream
   /** Open alarm WebSockets, counted by `hold`/`release`: a session with one is never idle. */
   websockets: number
+  /** Calls the browser made on it (RPC and XML proxy; not the login, logout or heartbeat). */
+  calls: number
   ended: EndReason | undefined
 }
 
@@ -191,11 +200,13 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
     const now = Date.now()
     const session: Session = {
       id: randomBytes(32).toString('base64url'),
+      handle: randomBytes(16).toString('base64url'),
       user: username,
       createdAt: now,
       lastActivityAt: now,
       upstream,
       websockets: 0,
+      calls: 0,
       ended: undefined
     }
     this.sessions.set(session.id, session)
@@ -211,12 +222,14 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
   /** Calls an XML-RPC method on the session's pinned socket. Throws the contract's errors. */
   async call (session: Session, method: string, params: readonly unknown[]): Promise<JsonValue> {
     this.assertUsable(session)
+    session.calls++
     return await this.rpc(session.upstream, method, params)
   }
 
   /** Sends any HTTP request on the session's pinned socket (the /api/xml/* proxy). */
   async request (session: Session, req: PinnedRequest): Promise<PinnedResponse> {
     this.assertUsable(session)
+    session.calls++
     const started = performance.now()
     try {
       const res = await session.upstream.request(req)
@@ -227,6 +240,23 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
       this.emit('call', outcomeOf(httpErr), (performance.now() - started) / 1000)
       throw httpErr
     }
+  }
+
+  /** The open session an operator names by its handle (never by its cookie). */
+  byHandle (handle: string): Session | undefined {
+    // Operators only: a scan of at most MAX_SESSIONS is cheaper than a second index to keep.
+    for (const s of this.sessions.values()) if (s.handle === handle) return s
+    return undefined
+  }
+
+  /**
+   * Ends every open session of `user` as an operator would one (`revoked`), and settles once
+   * their logouts are done; resolves to how many there were.
+   */
+  async revokeUser (user: string): Promise<number> {
+    const theirs = [...this.sessions.values()].filter(s => s.user === user)
+    await Promise.allSettled(theirs.map(s => this.logout(s, 'revoked')))
+    return theirs.length
   }
 
   /** Calls waiting for or on a pinned socket, over all sessions. */
@@ -403,5 +433,6 @@ export function describeEnd (reason: EndReason): string {
     case 'logout': return 'logged out'
     case 'replaced': return 'a newer login replaced it'
     case 'shutdown': return 'the gateway shut down'
+    case 'revoked': return 'ended by an operator'
   }
 }

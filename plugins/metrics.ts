@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { EndReason } from '../lib/sessions.js'
 import { CALL_OUTCOMES, type CallOutcome } from '../lib/errors.js'
+import { OPERATOR_ACTIONS, type OperatorAction } from '../lib/admin.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -16,7 +17,7 @@ const PREFIX = 'legacy_gateway_'
 // Every label value is listed up front, so each series exists (at 0) from the first scrape and
 // the label sets stay bounded: never a user name, session id, method name or address. The call
 // outcomes are the error table's (lib/errors.ts).
-const END_REASONS: readonly EndReason[] = ['lost', 'timeout', 'expired', 'logout', 'replaced', 'shutdown']
+const END_REASONS: readonly EndReason[] = ['lost', 'timeout', 'expired', 'logout', 'replaced', 'shutdown', 'revoked']
 const DROP_REASONS = ['spoofed', 'oversized', 'slow_client'] as const
 type DropReason = typeof DROP_REASONS[number]
 
@@ -33,6 +34,15 @@ function processMetrics (): Registry {
     collectDefaultMetrics({ register: processRegistry })
   }
   return processRegistry
+}
+
+/**
+ * The text of a scrape of `register` with the process metrics merged in: GET /metrics on the
+ * browsers' port and on the operator API's (plugins/admin.ts) answer the same.
+ */
+export async function exposition (register: Registry): Promise<{ contentType: string, text: string }> {
+  const merged = Registry.merge([processMetrics(), register])
+  return { contentType: merged.contentType, text: await merged.metrics() }
 }
 
 /**
@@ -76,7 +86,7 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   })
   const ended = new Counter({
     name: `${PREFIX}sessions_ended_total`,
-    help: 'Sessions ended, by reason: logout, expired (idle), lost (socket closed), timeout (legacy did not answer), replaced (new login), shutdown.',
+    help: 'Sessions ended, by reason: logout, expired (idle), lost (socket closed), timeout (legacy did not answer), replaced (new login), shutdown, revoked (an operator).',
     labelNames: ['reason'],
     registers
   })
@@ -151,19 +161,40 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
     () => feed === null || feed === undefined ? -1 : feed.health().ok ? 1 : 0)
   gauge('websocket_clients', 'Alarm WebSockets open now.', () => hub.clients)
 
-  const perProcess = processMetrics()
+  // The operator API (plugins/admin.ts), when registered before: its drain switch and actions.
+  const operator = fastify.hasDecorator('operator') ? fastify.operator : undefined
+  gauge('draining', '1 while an operator drains this instance (new logins 503 DRAINING, /readyz 503), else 0.', () => operator?.draining === true ? 1 : 0)
+  const actions = new Counter({
+    name: `${PREFIX}operator_actions_total`,
+    help: 'Operator API actions, by action: list_sessions, end_session, end_user, drain, undrain.',
+    labelNames: ['action'],
+    registers
+  })
+  for (const action of OPERATOR_ACTIONS) actions.inc({ action }, 0)
+  const refused = new Counter({
+    name: `${PREFIX}operator_refused_total`,
+    help: 'Requests to the operator API refused 401 for a missing or wrong bearer token.',
+    registers
+  })
+  const onAction = (action: OperatorAction): void => { actions.inc({ action }) }
+  const onRefused = (): void => { refused.inc() }
+  operator?.on('action', onAction)
+  operator?.on('refused', onRefused)
+
+  processMetrics()
   fastify.decorate('metrics', register)
 
   fastify.get('/metrics', { logLevel: 'warn' }, async (_request, reply) => {
-    const merged = Registry.merge([perProcess, register])
-    const text = await merged.metrics()
-    return reply.type(merged.contentType).send(text)
+    const { contentType, text } = await exposition(register)
+    return reply.type(contentType).send(text)
   })
 
   fastify.addHook('onClose', async () => {
     sessions.off('open', onOpen)
     sessions.off('end', onEnd)
     sessions.off('call', onCall)
+    operator?.off('action', onAction)
+    operator?.off('refused', onRefused)
     register.clear()
   })
 }

@@ -6,7 +6,8 @@ import { Type } from 'typebox'
 
 const Checks = Type.Object({
   legacy: Type.String(),
-  alarms: Type.String()
+  alarms: Type.String(),
+  draining: Type.String()
 })
 const ReadyReply = Type.Object({
   status: Type.Literal('ready'),
@@ -82,7 +83,9 @@ export default async function readyRoutes (fastify: FastifyInstance): Promise<vo
       const health = feed.health()
       alarms = health.ok ? 'ok' : health.reason
     }
-    const checks = { legacy: legacyState, alarms }
+    // An operator's drain (POST /admin/drain) takes the instance out of rotation on purpose.
+    const draining = fastify.operator.draining ? 'drained by an operator' : 'ok'
+    const checks = { legacy: legacyState, alarms, draining }
     const failing = Object.entries(checks).filter(([, state]) => state !== 'ok' && state !== 'disabled').map(([name]) => name)
     // plugins/lifecycle.ts already answers 503 SHUTTING_DOWN while draining (to every route
     // without config.duringShutdown); this keeps /readyz right on its own.

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import rateLimit from '@fastify/rate-limit'
-import { RateLimited } from '../../lib/errors.js'
+import { Draining, RateLimited } from '../../lib/errors.js'
 import { SESSION_COOKIE } from '../../plugins/sessions.js'
 
 const LoginBody = Type.Object({
@@ -33,6 +33,8 @@ export default async function loginRoute (fastify: FastifyInstance): Promise<voi
   }, async (request, reply) => {
     const { username, password } = request.body
     if (fastify.auditing) request.auditCall = { kind: 'login', user: username }
+    // An operator takes this instance out of rotation (POST /admin/drain): open sessions go on.
+    if (fastify.operator.draining) throw new Draining()
     const { session, result } = await fastify.sessions.login(username, password)
     // A browser that logs in again gives up its previous session and socket.
     const previousId = request.cookies[SESSION_COOKIE]

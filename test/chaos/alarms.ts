@@ -371,7 +371,7 @@ export class Conn {
       case 'session':
         this.sessionState = String(frame.state)
         this.ctx.alarms.inc(`ws session notices: ${this.sessionState}`)
-        if (!['lost', 'expired', 'logout'].includes(this.sessionState)) this.ctx.findings.fail('alarms/ws-order', { problem: 'unknown session state', frame })
+        if (!['lost', 'expired', 'logout', 'revoked'].includes(this.sessionState)) this.ctx.findings.fail('alarms/ws-order', { problem: 'unknown session state', frame })
         return
       default:
         this.ctx.findings.fail('alarms/ws-order', { problem: 'unknown frame type', frame })

@@ -102,6 +102,7 @@ export const STATUS_OF: Readonly<Record<string, number>> = {
   UPSTREAM_UNAVAILABLE: 503,
   TOO_MANY_SESSIONS: 503,
   SHUTTING_DOWN: 503,
+  DRAINING: 503,
   UPSTREAM_TIMEOUT: 504
 }
 

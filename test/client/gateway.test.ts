@@ -105,6 +105,35 @@ t.test('the alarm stream on the real gateway: live alarms, then the session end'
   t.match(rec.statuses.at(-1), { state: 'closed', reason: 'session' })
 })
 
+t.test('an operator on the real gateway: a revoked session ends the stream with revoked; a login during a drain is DRAINING', async (t) => {
+  const token = 'client-test-operator-token-0123456789'
+  const { url, app } = await build(t, { listen: true, env: { ADMIN_PORT: '0', ADMIN_TOKEN: token } })
+  const operator = async (method: string, path: string): Promise<Response> =>
+    await fetch(`${app.adminUrl ?? ''}${path}`, { method, headers: { authorization: `Bearer ${token}` } })
+  const browser = browserLike(url)
+  const gw = createClient({ baseUrl: url, fetch: browser.fetch, WebSocket: browser.WebSocket, timers: new FakeTimers() })
+  await gw.login('demo', 'demo')
+  const rec = recorder()
+  const sub = gw.alarms(rec.handlers)
+  t.teardown(() => sub.close())
+  await until('open', () => rec.statuses.some(s => s.state === 'open'), 5000)
+
+  t.equal((await operator('DELETE', '/admin/users/demo')).status, 200)
+  await until('session end', () => rec.ended.length === 1, 5000)
+  t.same(rec.ended, ['revoked'], 'onSessionEnd says revoked')
+  t.match(rec.statuses.at(-1), { state: 'closed', reason: 'session' })
+  const lost = await rejects(t, gw.call('whoami'), { status: 401, code: 'SESSION_LOST' }, 'a call afterwards')
+  t.ok(lost.sessionEnded)
+  t.match(lost.message, /ended by an operator/)
+
+  t.equal((await operator('POST', '/admin/drain')).status, 204)
+  const refused = await rejects(t, gw.login('demo', 'demo'), { status: 503, code: 'DRAINING' }, 'a login during the drain')
+  t.ok(refused.retryLater, 'retry later (elsewhere)')
+  t.notOk(refused.sessionEnded)
+  t.equal((await operator('DELETE', '/admin/drain')).status, 204)
+  t.match(await gw.login('demo', 'demo'), { user: 'demo' }, 'and after it')
+})
+
 t.test('errors that never reached the gateway, and odd answers', async (t) => {
   const gw = createClient({ baseUrl: 'http://127.0.0.1:9', fetch: async () => { throw new TypeError('fetch failed') } })
   await rejects(t, gw.session(), { status: 0, code: 'NETWORK_ERROR', message: /cannot be reached: fetch failed/ }, 'no connection')

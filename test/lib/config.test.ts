@@ -207,3 +207,49 @@ test('.env.example shows the defaults: a set line is the schema default, a comme
   }
   t.same(wrong, [])
 })
+
+test('the operator API: off by default; ADMIN_TOKEN required with ADMIN_PORT, long enough, and never printed', async (t) => {
+  const off = loadConfig({ ADMIN_TOKEN: 'a-token-without-a-port-is-unused' })
+  t.equal(off.adminPort, undefined, 'no ADMIN_PORT: no listener')
+  t.equal(off.adminToken, undefined, 'and no token kept')
+  t.equal(off.adminHost, '127.0.0.1', 'loopback by default')
+  const on = loadConfig({ ADMIN_PORT: '3100', ADMIN_TOKEN: 'abcdefghijklmnop', ADMIN_HOST: '10.0.0.7' })
+  t.equal(on.adminPort, 3100)
+  t.equal(on.adminToken, 'abcdefghijklmnop', 'sixteen characters are enough')
+  t.equal(on.adminHost, '10.0.0.7')
+  t.equal(loadConfig({ ADMIN_PORT: '0', ADMIN_TOKEN: 'x'.repeat(43) + '=' }).adminPort, 0, 'port 0 (tests): an ephemeral port')
+
+  const secret = 'Sh0rtS3cret'
+  const refused: Array<[Record<string, string>, string, RegExp]> = [
+    [{ ADMIN_PORT: '3100' }, 'ADMIN_TOKEN', /must be set when ADMIN_PORT is set/],
+    [{ ADMIN_PORT: '3100', ADMIN_TOKEN: secret }, 'ADMIN_TOKEN', /at least 16 characters \(got 11\)/],
+    [{ ADMIN_PORT: '3100', ADMIN_TOKEN: `${secret} with spaces` }, 'ADMIN_TOKEN', /must be a bearer token/],
+    [{ ADMIN_PORT: '3000', ADMIN_TOKEN: 'abcdefghijklmnop' }, 'ADMIN_PORT', /must differ from PORT/],
+    [{ ADMIN_PORT: 'x', ADMIN_TOKEN: 'abcdefghijklmnop' }, 'ADMIN_PORT', /integer/]
+  ]
+  for (const [env, variable, problem] of refused) {
+    let error: unknown
+    try {
+      loadConfig(env)
+    } catch (err) {
+      error = err
+    }
+    t.ok(error instanceof ConfigError, `${JSON.stringify(env)} is refused`)
+    t.match((error as Error).message, new RegExp(`^invalid configuration: ${variable} `), `and names ${variable}`)
+    t.match((error as Error).message, problem, 'and says why')
+    t.notMatch((error as Error).message, /Sh0rtS3cret|abcdefghijklmnop/, 'the token itself is never in the message')
+  }
+})
+
+test('the server refuses to start with ADMIN_PORT and no (or a short) ADMIN_TOKEN: exit 1, one line naming it', async (t) => {
+  for (const token of [undefined, 'short']) {
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, ADMIN_PORT: '0', ...(token === undefined ? {} : { ADMIN_TOKEN: token }) }
+    const run = spawnSync(process.execPath, [SERVER], { env, encoding: 'utf8', timeout: 20_000 })
+    t.equal(run.status, 1, `token ${String(token)}: exits 1`)
+    const lines = run.stderr.trim().split('\n')
+    t.equal(lines.length, 1, 'one line')
+    t.match(lines[0], /^legacy-gateway: invalid configuration: ADMIN_TOKEN /)
+    t.notMatch(run.stderr, /short/, 'without the token\'s value')
+    t.equal(run.stdout, '', 'nothing started')
+  }
+})

@@ -16,7 +16,7 @@ test('ready at startup: the first probe runs before the app is ready', async (t)
   const { app } = await build(t)
   const res = await app.inject({ url: '/readyz' })
   t.equal(res.statusCode, 200)
-  t.same(res.json(), { status: 'ready', checks: { legacy: 'ok', alarms: 'disabled' } })
+  t.same(res.json(), { status: 'ready', checks: { legacy: 'ok', alarms: 'disabled', draining: 'ok' } })
   t.equal(res.headers['cache-control'], 'no-store')
   t.equal((await app.inject({ url: '/healthz' })).statusCode, 200, '/healthz is unchanged')
 })
@@ -27,12 +27,12 @@ test('readiness flips to 503 naming legacy when the simulator stops, and back wh
   await sim.stop()
   const down = await waitForStatus(app, 503)
   t.equal(down.statusCode, 503)
-  t.same(down.json(), { status: 'not ready', checks: { legacy: 'unreachable (ECONNREFUSED)', alarms: 'disabled' }, failing: ['legacy'] })
+  t.same(down.json(), { status: 'not ready', checks: { legacy: 'unreachable (ECONNREFUSED)', alarms: 'disabled', draining: 'ok' }, failing: ['legacy'] })
   t.equal((await app.inject({ url: '/healthz' })).statusCode, 200, 'still alive')
   await sim.start()
   const up = await waitForStatus(app, 200)
   t.equal(up.statusCode, 200)
-  t.same(up.json(), { status: 'ready', checks: { legacy: 'ok', alarms: 'disabled' } })
+  t.same(up.json(), { status: 'ready', checks: { legacy: 'ok', alarms: 'disabled', draining: 'ok' } })
 })
 
 test('the probe is cached: requests to /readyz open no legacy connections', async (t) => {
@@ -64,7 +64,7 @@ test('alarms check: ok with a live feed, failing when its subscribe cannot go ou
   const { app } = await build(t, { sim, env: { ALARM_URL: sim.alarmUrl } })
   const res = await app.inject({ url: '/readyz' })
   t.equal(res.statusCode, 200)
-  t.same(res.json(), { status: 'ready', checks: { legacy: 'ok', alarms: 'ok' } })
+  t.same(res.json(), { status: 'ready', checks: { legacy: 'ok', alarms: 'ok', draining: 'ok' } })
 
   // An alarm server name that does not resolve: the subscribe fails, the feed says why.
   const broken = await build(t, { sim, env: { ALARM_URL: 'udp://alarm-server.invalid:9001' } })

@@ -21,7 +21,11 @@ if (!existsSync(CHROMIUM)) {
   t.test('the console in chromium: login, call, XML, live alarms, session loss, reconnect', async (t) => {
     const sim = await startSimulator(t, { alarmIntervalMs: 0 })
     // RPC_DENY: a method the site's policy refuses, shown like any other error.
-    const { app, url } = await build(t, { sim, listen: true, env: { CONSOLE_ENABLED: 'true', ALARM_URL: sim.alarmUrl, RPC_DENY: 'sleep' } })
+    // With the operator API on its own port, to end the browser's session the way an operator would.
+    const adminToken = 'browser-test-operator-token-0123456789'
+    const { app, url } = await build(t, { sim, listen: true, env: { CONSOLE_ENABLED: 'true', ALARM_URL: sim.alarmUrl, ADMIN_PORT: '0', ADMIN_TOKEN: adminToken, RPC_DENY: 'sleep' } })
+    const operator = async (method: string, path: string): Promise<Response> =>
+      await fetch(`${app.adminUrl ?? ''}${path}`, { method, headers: { authorization: `Bearer ${adminToken}` } })
 
     // Test-only: the gateway's end of every alarm WebSocket, so the test can cut them the way a
     // crash or a proxy timeout would (no close frame). Nothing of this ships.
@@ -201,6 +205,49 @@ if (!existsSync(CHROMIUM)) {
       const file = new URL('console.png', ARTIFACTS)
       await page.screenshot({ path: file.pathname })
       t.ok(existsSync(file), `saved ${file.pathname}`)
+    })
+
+    await t.test('an operator ends the session: the page says so, log in again', async (t) => {
+      const list = await (await operator('GET', '/admin/sessions')).json() as { sessions: Array<{ id: string, user: string, websockets: number }> }
+      const mine = list.sessions.filter(s => s.user === 'demo')
+      t.equal(mine.length, 1, 'the browser\'s one session is listed')
+      t.equal(mine[0]?.websockets, 1, 'with its alarm WebSocket')
+      t.equal((await operator('DELETE', `/admin/sessions/${mine[0]?.id ?? ''}`)).status, 204)
+      await page.locator('body[data-state="session-lost"]').waitFor()
+      const banner = await page.locator('#banner').textContent() ?? ''
+      t.match(banner, /Session ended/)
+      t.match(banner, /ended by an operator/, 'the console says an operator ended it')
+      t.match(banner, /log in again/i)
+      t.ok(await page.locator('#login-card').isVisible(), 'the login form is back')
+      t.equal(wsSockets.size, 0, 'the alarm WebSocket is closed')
+      await mkdir(ARTIFACTS, { recursive: true })
+      await page.screenshot({ path: new URL('console-revoked.png', ARTIFACTS).pathname })
+      await login(page)
+    })
+
+    await t.test('a login while an operator drains the instance: a clear message; after undrain it works', async (t) => {
+      t.equal((await operator('POST', '/admin/drain')).status, 204)
+      const other = await browser.newPage()
+      other.setDefaultTimeout(10 * SECOND)
+      t.teardown(() => other.close())
+      await other.goto(`${url}/`)
+      await other.locator('#login-card').waitFor()
+      await other.fill('#username', 'demo')
+      await other.fill('#password', 'demo')
+      await other.click('#login-button')
+      await other.locator('#login-error', { hasText: 'DRAINING' }).waitFor()
+      t.match(await other.locator('#login-error').textContent(), /taken out of service for maintenance/)
+      t.equal(await other.locator('#workspace').isVisible(), false, 'not logged in')
+      // The first page's session goes on meanwhile.
+      await page.fill('#method', 'whoami')
+      await page.fill('#params', '[]')
+      await page.click('#call-button')
+      await page.locator('#call-output[data-tone="ok"]').waitFor()
+      t.match(await page.locator('#feed-status').textContent(), /live/, 'its alarm stream too')
+      t.equal((await operator('DELETE', '/admin/drain')).status, 204)
+      await other.click('#login-button')
+      await other.locator('#who', { hasText: 'signed in as demo' }).waitFor()
+      t.pass('logged in after the drain')
     })
 
     await t.test('log out', async (t) => {
