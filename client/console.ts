@@ -37,6 +37,9 @@ const ui = {
   method: byId<HTMLInputElement>('method'),
   params: byId<HTMLInputElement>('params'),
   methodExamples: byId('method-examples'),
+  methods: byId('methods'),
+  methodsCount: byId('methods-count'),
+  methodList: byId('method-list'),
   callMeta: byId('call-meta'),
   callOutput: byId('call-output'),
   xmlForm: byId<HTMLFormElement>('xml-form'),
@@ -286,6 +289,7 @@ ui.loginForm.addEventListener('submit', (event) => {
       ui.loginError.textContent = ''
       setState('signed-in', res.user)
       startFeed()
+      loadMethods()
     }, (err: unknown) => {
       ui.loginError.textContent = err instanceof GatewayError && err.code === 'DRAINING'
         ? 'DRAINING: this gateway is being taken out of service for maintenance and accepts no new logins. Try again in a moment; you may be sent to another instance.'
@@ -337,6 +341,63 @@ ui.alarmClear.addEventListener('click', () => {
   alarmCount = 0
   updateCount()
 })
+
+/** An example value for an XML-RPC type, as the call form's JSON params. */
+function exampleOf (type: string): unknown {
+  switch (type.toLowerCase()) {
+    case 'int': case 'i4': case 'i8': case 'double': return 0
+    case 'boolean': return false
+    case 'string': return ''
+    case 'nil': return null
+    case 'struct': return {}
+    case 'array': return []
+    case 'datetime.iso8601': return { $dateTime: '20260101T00:00:00' }
+    case 'base64': return { $base64: '' }
+    default: return null
+  }
+}
+
+/** The legacy server's own methods (GET /api/methods): a list that fills the call form. */
+function loadMethods (): void {
+  gw.methods().then(({ introspection, methods }) => {
+    ui.methods.hidden = false
+    if (!introspection) {
+      ui.methodsCount.textContent = '(the legacy server does not describe itself)'
+      ui.methodList.replaceChildren()
+      return
+    }
+    ui.methodsCount.textContent = `(${methods.length})`
+    fillExamples(ui.methodExamples, methods.map(m => m.name))
+    ui.methodList.replaceChildren(...methods.map((m) => {
+      const item = document.createElement('li')
+      const button = document.createElement('button')
+      button.type = 'button'
+      button.className = 'link mono'
+      button.textContent = m.name
+      button.dataset.method = m.name
+      const signature = m.signatures?.[0]
+      button.addEventListener('click', () => {
+        ui.method.value = m.name
+        ui.params.value = JSON.stringify(signature === undefined ? [] : signature.slice(1).map(exampleOf))
+        ui.params.focus()
+      })
+      item.append(button)
+      if (signature !== undefined) item.append(` (${signature.slice(1).join(', ')}) → ${signature[0] ?? '?'}`)
+      if (m.help !== null) {
+        const help = document.createElement('span')
+        help.className = 'meta'
+        help.textContent = ` — ${m.help}`
+        item.append(help)
+      }
+      return item
+    }))
+  }, (err: unknown) => {
+    if (!handleSessionError(err)) {
+      ui.methods.hidden = false
+      ui.methodsCount.textContent = `(not available: ${formatError(err)})`
+    }
+  })
+}
 
 function fillExamples (list: HTMLElement, values: readonly string[]): void {
   list.replaceChildren(...values.map((value) => {

@@ -64,6 +64,17 @@ export interface LoginResult { user: string, result: unknown }
 
 export interface SessionInfo { user: string, connected: boolean, createdAt: string, lastActivityAt: string }
 
+/** A legacy method as the legacy server describes it (GET /api/methods). */
+export interface MethodInfo { name: string, signatures: string[][] | null, help: string | null }
+export interface MethodList { introspection: boolean, methods: MethodInfo[] }
+
+/** One call of a batch. */
+export interface BatchCall { method: string, params?: unknown[] }
+/** One answer of a batch, in the order of the calls: a result, or that call's error. */
+export type BatchResult<T = unknown> =
+  | { result: T }
+  | { error: { statusCode: number, code: ErrorCode, message: string, faultCode?: number } }
+
 export interface XmlOptions {
   /** default GET */
   method?: string
@@ -146,6 +157,13 @@ export interface Client {
   logout: () => Promise<void>
   session: () => Promise<SessionInfo>
   xml: <T = unknown>(path: string, opts?: XmlOptions) => Promise<T>
+  /** The legacy methods this session may call, with signatures and help where the server gives them. */
+  methods: () => Promise<MethodList>
+  /**
+   * Several calls in one request (one legacy round trip where the server has system.multicall).
+   * A fault or a refusal is that call's `error`; the session's own failures throw a GatewayError.
+   */
+  batch: (calls: BatchCall[]) => Promise<BatchResult[]>
   alarms: (handlers: AlarmHandlers) => AlarmSubscription
 }
 
@@ -267,6 +285,17 @@ export function createClient (opts: ClientOptions = {}): Client {
       const res = await send(`/api/rpc/${encodeURI(method)}`, { method: 'POST', json: params })
       const body = await expectJson<{ result: T }>(res, b => 'result' in b)
       return body.result
+    },
+
+    async methods () {
+      const res = await send('/api/methods', { method: 'GET' })
+      return await expectJson<MethodList>(res, b => typeof b.introspection === 'boolean' && Array.isArray(b.methods))
+    },
+
+    async batch (calls) {
+      const res = await send('/api/rpc', { method: 'POST', json: { calls } })
+      const body = await expectJson<{ results: BatchResult[] }>(res, b => Array.isArray(b.results) && b.results.length === calls.length)
+      return body.results
     },
 
     async logout () {
