@@ -150,12 +150,15 @@ async function profile (): Promise<void> {
   const gateway = isFloor
     ? await startChild('floor', { env: { LEGACY_URL: sim.rpcUrl as string }, execArgv })
     : await startChild('gateway', { env: gatewayEnv(sim), execArgv })
+  let calls = 0
   try {
     const list = await loginUsers(system, users, 'prof', { sim, gateway: isFloor ? undefined : gateway, seed: undefined, floor: isFloor ? gateway : undefined })
-    await runLoad(list, warmupMs, undefined)
+    const w = await runLoad(list, warmupMs, undefined)
     const h = latencyHistogram()
     const r = await runLoad(list, durationMs, h)
     await Promise.all(list.map(u => u.close()))
+    // Each user's first call was made at login (the check of the echoed value).
+    calls = w.calls + r.calls + users
     log(`profiled: ${users} users, ${round(r.calls / r.seconds, 0)} calls/s, ${r.errors} errors`)
   } finally {
     await gateway.stop()
@@ -167,8 +170,8 @@ async function profile (): Promise<void> {
   if (file === undefined) throw new Error(`no .cpuprofile appeared in ${dir}`)
   const summary = summarizeProfile(file)
   process.stdout.write(`${system} CPU profile under ${users}-user load: ${file}\n\n`)
-  process.stdout.write(profileTable(summary) + '\n')
-  printResult('rpc-profile', { system, users, durationMs, file, ...summary })
+  process.stdout.write(profileTable(summary, calls) + '\n')
+  printResult('rpc-profile', { system, users, durationMs, file, calls, ...summary })
 }
 
 function logLevel (): string {
