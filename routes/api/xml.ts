@@ -25,6 +25,11 @@ interface Call {
 
 const PREFIX = '/api/xml'
 
+// The answer's bytes, read whole on the pinned socket, ride to onResponse beside the stream
+// reply-from is given: sent as a Buffer, they reach onSend without a stream to build and drain.
+const BODY = Symbol('legacy-gateway.body')
+type Answer = { destroy: () => void, [BODY]?: Buffer }
+
 declare module 'fastify' {
   interface FastifyRequest {
     /** /api/xml/*: where the request goes on the legacy server, once its target was accepted. */
@@ -120,7 +125,12 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
       }).then((res: PinnedResponse) => {
         // The answer was read whole on the pinned socket; what reply-from gets is a copy, so a
         // browser that goes away (reply-from then destroys this stream) cannot hurt the socket.
-        callback(null, { statusCode: res.statusCode, headers: { ...res.headers }, body: Readable.from(res.body.length > 0 ? [res.body] : []) })
+        // A HEAD answer is sent as the (empty) stream it always was; any other as its Buffer
+        // (onResponse below), so the stream is only there for reply-from to destroy.
+        const body: Answer = opts.method === 'HEAD'
+          ? Readable.from(res.body.length > 0 ? [res.body] : [])
+          : { destroy () {}, [BODY]: res.body }
+        callback(null, { statusCode: res.statusCode, headers: { ...res.headers }, body })
       }, (err: Error) => callback(err))
     },
     async close () {},
@@ -246,6 +256,10 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
         out.vary = varyOn(headers.vary)
         out['cache-control'] = privateCaching(headers['cache-control'])
         return out as never
+      },
+      onResponse: (_request, reply, res) => {
+        const stream = (res as unknown as { stream: Answer }).stream
+        reply.send(stream[BODY] ?? stream)
       },
       onError: (reply, { error }) => {
         // Our own contract errors come back wrapped by reply-from; unwrap them.
