@@ -19,6 +19,8 @@ import alarmWsRoutes from './routes/ws/alarms.js'
 import consoleRoutes from './routes/console.js'
 import upstreamLimitPlugin from './plugins/upstream-limit.js'
 import originsPlugin from './plugins/origins.js'
+import policyPlugin from './plugins/policy.js'
+import auditPlugin from './plugins/audit.js'
 import { REQUEST_ID_HEADER } from './lib/logger.js'
 import { BadRequest } from './lib/errors.js'
 
@@ -85,6 +87,8 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   // and before its session is looked up.
   await fastify.register(originsPlugin)
   await fastify.register(sessionsPlugin)
+  await fastify.register(policyPlugin)
+  await fastify.register(auditPlugin)
   await fastify.register(upstreamLimitPlugin)
   await fastify.register(alarmsPlugin)
   await fastify.register(metricsPlugin)

@@ -6,6 +6,9 @@ import envSchema from 'env-schema'
 import { Type, type Static } from 'typebox'
 import type { FastifyServerOptions } from 'fastify'
 import { normalizeCharset } from './charset.js'
+import { CallTemplateError, parseCallTemplate, type CallTemplate, type Placeholder } from './call-template.js'
+import { PolicyError, methodPolicy, pathPolicy, type Policy } from './policy.js'
+import { encodeCall } from './xmlrpc.js'
 
 // Integers are coerced by env-schema's Ajv.
 const Int = (def: number, min = 0, max = 2 ** 31 - 1) => Type.Integer({ default: def, minimum: min, maximum: max })
@@ -53,7 +56,15 @@ export const EnvSchema = Type.Object({
   CONSOLE_ENABLED: Type.Optional(Type.Boolean()),
   READY_PROBE_MS: Int(5000, 10),
   LEGACY_FORWARD_HEADERS: Type.Optional(Type.String()),
-  LEGACY_EXPOSE_HEADERS: Type.Optional(Type.String())
+  LEGACY_EXPOSE_HEADERS: Type.Optional(Type.String()),
+  LEGACY_LOGIN_PARAMS: Type.String({ default: '["{{username}}","{{password}}"]' }),
+  LEGACY_LOGOUT_PARAMS: Type.String({ default: '[]' }),
+  LEGACY_HEARTBEAT_PARAMS: Type.String({ default: '[]' }),
+  RPC_ALLOW: Type.String({ default: '*' }),
+  RPC_DENY: Type.Optional(Type.String()),
+  XML_ALLOW: Type.String({ default: '/*' }),
+  XML_DENY: Type.Optional(Type.String()),
+  AUDIT_LOG: Type.Boolean({ default: false })
 })
 
 type Env = Static<typeof EnvSchema>
@@ -104,6 +115,16 @@ interface Settings {
   legacyForwardHeaders: string[]
   /** Legacy answer headers /api/xml/* passes to the browser beyond its default list (lower case). */
   legacyExposeHeaders: string[]
+  /** The params of the gateway's own calls (lib/call-template.ts). */
+  legacyLoginParams: CallTemplate
+  legacyLogoutParams: CallTemplate
+  legacyHeartbeatParams: CallTemplate
+  /** Which methods /api/rpc/* may call (RPC_ALLOW, RPC_DENY; lib/policy.ts). */
+  rpcPolicy: Policy
+  /** Which paths /api/xml/* may reach (XML_ALLOW, XML_DENY). */
+  xmlPolicy: Policy
+  /** One log line per browser-initiated legacy call (plugins/audit.ts). */
+  auditLog: boolean
   /** LEGACY_URL was unset: the legacy system is the built-in simulator (lib/demo.ts). */
   demo: boolean
 }
@@ -165,6 +186,29 @@ function parseHeaderNames (env: Record<string, unknown>, variable: string, value
     names.add(name)
   }
   return [...names]
+}
+
+/** A call template variable, checked by writing one call with it at start. */
+function parseTemplate (env: Record<string, unknown>, variable: string, text: string, allowed: readonly Placeholder[]): CallTemplate {
+  let template: CallTemplate
+  try {
+    template = parseCallTemplate(text, allowed)
+    encodeCall('check', template.fill({ username: 'u', password: 'p' }))
+  } catch (err) {
+    // The value is shown (it is the operator's own template, placeholders and all: never a password).
+    const problem = err instanceof CallTemplateError ? err.message : `cannot be sent as XML-RPC params (${(err as Error).message})`
+    throw new ConfigError(describe(env, variable, problem), { cause: err })
+  }
+  return template
+}
+
+function parsePolicy (build: () => Policy): Policy {
+  try {
+    return build()
+  } catch (err) {
+    if (err instanceof PolicyError) throw new ConfigError(`invalid configuration: ${err.message}`, { cause: err })
+    throw err
+  }
 }
 
 function parseOrigins (value: string | undefined): string[] | undefined {
@@ -230,6 +274,13 @@ export function loadConfig (source: NodeJS.ProcessEnv | Record<string, string | 
   // what the gateway does not.
   const legacyExposeHeaders = parseHeaderNames(data, 'LEGACY_EXPOSE_HEADERS', env.LEGACY_EXPOSE_HEADERS, name => NEVER_EXPOSED.has(name) || name.startsWith('access-control-'))
 
+  const legacyLoginParams = parseTemplate(data, 'LEGACY_LOGIN_PARAMS', env.LEGACY_LOGIN_PARAMS, ['username', 'password'])
+  // The password is known at login only: the gateway never keeps it.
+  const legacyLogoutParams = parseTemplate(data, 'LEGACY_LOGOUT_PARAMS', env.LEGACY_LOGOUT_PARAMS, ['username'])
+  const legacyHeartbeatParams = parseTemplate(data, 'LEGACY_HEARTBEAT_PARAMS', env.LEGACY_HEARTBEAT_PARAMS, ['username'])
+  const rpcPolicy = parsePolicy(() => methodPolicy(env.RPC_ALLOW, env.RPC_DENY))
+  const xmlPolicy = parsePolicy(() => pathPolicy(env.XML_ALLOW, env.XML_DENY))
+
   const demo = legacyUrl === undefined
   return {
     host: env.HOST,
@@ -267,6 +318,12 @@ export function loadConfig (source: NodeJS.ProcessEnv | Record<string, string | 
     readyProbeMs: env.READY_PROBE_MS,
     legacyForwardHeaders,
     legacyExposeHeaders,
+    legacyLoginParams,
+    legacyLogoutParams,
+    legacyHeartbeatParams,
+    rpcPolicy,
+    xmlPolicy,
+    auditLog: env.AUDIT_LOG,
     demo
   }
 }

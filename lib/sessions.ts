@@ -5,6 +5,7 @@ import { PinnedUpstream, UpstreamError, type PinnedRequest, type PinnedResponse,
 import { encodeCall, decodeResponse, XmlRpcParseError, type JsonValue } from './xmlrpc.js'
 import { CharsetDecodeError, decodeXml } from './charset.js'
 import { encodeXml } from './xml-write.js'
+import { parseCallTemplate, type CallTemplate } from './call-template.js'
 import {
   BadRequest, BadUpstreamResponse, LoginFailed, RpcFault, SessionBusy, SessionLost, TooManySessions,
   UpstreamTimeout, UpstreamUnavailable, ShuttingDown, outcomeOf, type CallOutcome
@@ -48,10 +49,17 @@ export interface SessionStoreOptions {
   logoutMethod: string
   heartbeatMethod?: string | undefined
   heartbeatMs?: number
+  /** The params of the gateway's own calls (LEGACY_*_PARAMS); default `[username, password]`, `[]`, `[]`. */
+  loginParams?: CallTemplate
+  logoutParams?: CallTemplate
+  heartbeatParams?: CallTemplate
   logger?: { info: (obj: object, msg: string) => void, warn: (obj: object, msg: string) => void }
 }
 
 interface Tombstone { reason: EndReason, at: number }
+
+const DEFAULT_LOGIN_PARAMS = parseCallTemplate('["{{username}}","{{password}}"]', ['username', 'password'])
+const NO_PARAMS = parseCallTemplate('[]', [])
 
 const TOMBSTONE_TTL_MS = 60 * 60 * 1000
 // The headers of every XML-RPC call, one object for all (undici only reads them).
@@ -99,7 +107,13 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
 
   constructor (opts: SessionStoreOptions) {
     super()
-    this.opts = { heartbeatMs: 0, ...opts }
+    this.opts = {
+      heartbeatMs: 0,
+      loginParams: DEFAULT_LOGIN_PARAMS,
+      logoutParams: NO_PARAMS,
+      heartbeatParams: NO_PARAMS,
+      ...opts
+    }
     this.log = opts.logger ?? noopLogger
     this.rpcPath = opts.legacyUrl.pathname + opts.legacyUrl.search
     this.upstreamOpts = {
@@ -160,7 +174,7 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
     const upstream = new PinnedUpstream(this.opts.legacyUrl, this.upstreamOpts)
     let result: JsonValue
     try {
-      result = await this.rpc(upstream, this.opts.loginMethod, [username, password])
+      result = await this.rpc(upstream, this.opts.loginMethod, this.opts.loginParams.fill({ username, password }))
     } catch (err) {
       await upstream.destroy()
       throw loginError(err)
@@ -241,7 +255,7 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
   private async logoutOn (session: Session, upstream: PinnedUpstream): Promise<void> {
     if (upstream.connected) {
       try {
-        await this.rpc(upstream, this.opts.logoutMethod, [])
+        await this.rpc(upstream, this.opts.logoutMethod, this.opts.logoutParams.fill({ username: session.user }))
       } catch (err) {
         this.log.warn({ user: session.user, err: (err as Error).message }, 'legacy logout failed')
       }
@@ -371,7 +385,7 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
         s.upstream.pending === 0 && now - s.upstream.lastUsedAt >= this.opts.heartbeatMs)
       await Promise.allSettled(due.map(async s => {
         try {
-          await this.rpc(s.upstream, this.opts.heartbeatMethod as string, [])
+          await this.rpc(s.upstream, this.opts.heartbeatMethod as string, this.opts.heartbeatParams.fill({ username: s.user }))
         } catch (err: unknown) {
           this.log.warn({ user: s.user, err: (err as Error).message }, 'heartbeat failed: session lost')
           this.end(s, 'lost')

@@ -2,6 +2,13 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { CODE_BY_STATUS, ERRORS, RpcFault, codeOf, errorBody, type ErrorBody, type ErrorCode } from '../lib/errors.js'
 
+declare module 'fastify' {
+  interface FastifyReply {
+    /** The contract code this answer carries when it is an error (sendError); null otherwise. */
+    errorCode: ErrorCode | null
+  }
+}
+
 // The one place errors become answers: whatever a route, a hook, a plugin or Fastify itself
 // throws is answered with a code of the error table (lib/errors.ts) in the contract's body.
 
@@ -43,6 +50,7 @@ function sendError (err: FastifyError, request: FastifyRequest, reply: FastifyRe
   } else {
     request.log.info({ code: body.code, statusCode: body.statusCode }, body.message)
   }
+  reply.errorCode = body.code
   return reply.code(body.statusCode).type('application/json; charset=utf-8').send(body)
 }
 
@@ -55,6 +63,8 @@ export function frameworkError (err: FastifyError, request: FastifyRequest, repl
 }
 
 async function errors (fastify: FastifyInstance): Promise<void> {
+  // The code an error answer carried, for the audit line (plugins/audit.ts).
+  fastify.decorateReply('errorCode', null)
   fastify.setErrorHandler(sendError)
 
   fastify.setNotFoundHandler((request, reply) => {

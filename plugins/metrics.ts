@@ -100,6 +100,17 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   }
   gauge('upstream_queue_depth', 'Legacy calls waiting for or running on a pinned socket, over all sessions.', () => sessions.queueDepth())
   gauge('upstream_in_flight', 'Browser requests to /api/rpc/* and /api/xml/* in flight (bounded by UPSTREAM_MAX_CONCURRENT).', () => limit?.inFlight ?? 0)
+  const policy = fastify.hasDecorator('policy') ? fastify.policy : undefined
+  const refusalSources = { rpc: delta(() => policy?.refusals.rpc ?? 0), xml: delta(() => policy?.refusals.xml ?? 0) }
+  register.registerMetric(new Counter({
+    name: `${PREFIX}policy_refusals_total`,
+    help: 'Browser calls answered 403 FORBIDDEN by the method policy (kind rpc: RPC_ALLOW, RPC_DENY, the reserved methods) or the path policy (kind xml: XML_ALLOW, XML_DENY, the XML-RPC endpoint); nothing of them reached the legacy server.',
+    labelNames: ['kind'],
+    registers: [],
+    collect () {
+      for (const kind of ['rpc', 'xml'] as const) this.inc({ kind }, refusalSources[kind]())
+    }
+  }))
   follower('upstream_rejected_total', 'Requests answered 503 UPSTREAM_UNAVAILABLE because UPSTREAM_MAX_CONCURRENT calls were in flight.', () => limit?.rejected ?? 0)
 
   // Store events: counted as they happen.

@@ -61,6 +61,9 @@ async function sessions (fastify: FastifyInstance): Promise<void> {
     logoutMethod: config.legacyLogoutMethod,
     heartbeatMethod: config.legacyHeartbeatMethod,
     heartbeatMs: config.legacyHeartbeatMs,
+    loginParams: config.legacyLoginParams,
+    logoutParams: config.legacyLogoutParams,
+    heartbeatParams: config.legacyHeartbeatParams,
     logger: {
       info: (obj, msg) => fastify.log.info(obj, msg),
       warn: (obj, msg) => fastify.log.warn(obj, msg)

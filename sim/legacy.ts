@@ -40,8 +40,16 @@ export interface SimulatorOptions {
   /** a subscriber not re-subscribing within this is dropped */
   subscriptionTtlMs?: number
   rpcPath?: string
+  /**
+   * The login's shape. `positional` (default): `login(user, password)`. `struct`: what real legacy
+   * logins often take, `login({user, pwd}, clientType: string, version: int)`; the version must
+   * arrive as `<int>` or `<i4>` and the others as strings, else fault -32602.
+   */
+  loginShape?: LoginShape
   logger?: SimLogger | undefined
 }
+
+export type LoginShape = 'positional' | 'struct'
 
 /**
  * What the simulator answered: `ok`; `fault` (an XML-RPC fault, including -32700 for an
@@ -215,6 +223,7 @@ class LegacySimulator implements Simulator {
   private readonly host: string
   private rpcPort: number
   private readonly rpcPath: string
+  private readonly loginShape: LoginShape
   private readonly logger: SimLogger | undefined
   private readonly server: http.Server
   private readonly control: http.Server
@@ -237,6 +246,7 @@ class LegacySimulator implements Simulator {
     this.rpcPort = opts.rpcPort ?? 0
     this.controlPort = opts.controlPort ?? 0
     this.rpcPath = opts.rpcPath ?? '/RPC2'
+    this.loginShape = opts.loginShape ?? 'positional'
     this.logger = opts.logger
 
     this.server = http.createServer((req, res) => { this.onRequest(req, res) })
@@ -551,7 +561,7 @@ class LegacySimulator implements Simulator {
 
   private async runMethod (conn: Connection, method: string, params: JsonValue[]): Promise<RpcResult | null> {
     if (!isRpcMethod(method)) return { faultCode: -32601, faultString: `method not found: ${method}` }
-    if (method === 'login') return this.login(conn, params)
+    if (method === 'login') return this.login(conn, params, rawParamTypes(this.lastRpcRequest))
     const user = conn.user
     if (user === null) return { faultCode: FAULT_NOT_LOGGED_IN, faultString: 'not logged in', refused: true }
     switch (method) {
@@ -583,9 +593,22 @@ class LegacySimulator implements Simulator {
     }
   }
 
-  private login (conn: Connection, params: JsonValue[]): RpcResult {
-    const [user, password] = params
-    if (typeof user !== 'string' || typeof password !== 'string') return { faultCode: -32602, faultString: 'invalid params: login(user, password)' }
+  private login (conn: Connection, params: JsonValue[], types: string[]): RpcResult {
+    let user: JsonValue | undefined
+    let password: JsonValue | undefined
+    if (this.loginShape === 'struct') {
+      const [credentials, client] = params
+      const struct = credentials !== null && typeof credentials === 'object' && !Array.isArray(credentials) ? credentials : {}
+      user = struct.user
+      password = struct.pwd
+      if (params.length !== 3 || types[0] !== 'struct' || typeof client !== 'string' || types[1] !== 'string' ||
+          !(types[2] === 'int' || types[2] === 'i4') || typeof user !== 'string' || typeof password !== 'string') {
+        return { faultCode: -32602, faultString: 'invalid params: login({user, pwd}, clientType, version)' }
+      }
+    } else {
+      [user, password] = params
+      if (typeof user !== 'string' || typeof password !== 'string') return { faultCode: -32602, faultString: 'invalid params: login(user, password)' }
+    }
     if (user === '' || password !== user) return { faultCode: FAULT_LOGIN_FAILED, faultString: 'login failed' }
     if (conn.user !== null && conn.user !== user) return { faultCode: FAULT_SOCKET_BOUND, faultString: 'socket already bound to another user' }
     conn.user = user
@@ -720,4 +743,17 @@ export async function createSimulator (opts: SimulatorOptions = {}): Promise<Sim
   const sim = new LegacySimulator(opts)
   await sim.init()
   return sim
+}
+
+/**
+ * The XML-RPC type of each top-level param of a call as received (`string` for an untyped
+ * `<value>`): what the typed decode cannot tell apart, such as `<int>3</int>` and `<double>3</double>`.
+ */
+function rawParamTypes (request: XmlRequestRecord | null): string[] {
+  if (request === null) return []
+  const text = request.body.toString('latin1')
+  const types: string[] = []
+  const param = /<param>\s*<value>\s*(?:<([A-Za-z0-9.]+)\s*\/?>)?/g
+  for (let m = param.exec(text); m !== null; m = param.exec(text)) types.push(m[1] ?? 'string')
+  return types
 }

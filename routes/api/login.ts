@@ -32,6 +32,7 @@ export default async function loginRoute (fastify: FastifyInstance): Promise<voi
       : {}
   }, async (request, reply) => {
     const { username, password } = request.body
+    if (fastify.auditing) request.auditCall = { kind: 'login', user: username }
     const { session, result } = await fastify.sessions.login(username, password)
     // A browser that logs in again gives up its previous session and socket.
     const previousId = request.cookies[SESSION_COOKIE]

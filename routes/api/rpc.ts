@@ -1,11 +1,12 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { Forbidden } from '../../lib/errors.js'
 
 // CONTRACT §3: a method name outside [A-Za-z0-9_.:/-]{1,128} is 400 BAD_REQUEST.
+const METHOD_NAME = '^[A-Za-z0-9_.:/-]{1,128}$'
+const METHOD_NAME_RE = new RegExp(METHOD_NAME)
 const RpcParams = Type.Object({
-  '*': Type.String({ pattern: '^[A-Za-z0-9_.:/-]{1,128}$' })
+  '*': Type.String({ pattern: METHOD_NAME })
 })
 
 const RpcBody = Type.Union([
@@ -30,15 +31,28 @@ export default async function rpcRoute (fastify: FastifyInstance): Promise<void>
     ['system.multicall', 'call the methods one by one']
   ])
 
+  const policy = fastify.policy
+
+  /**
+   * Before the body is read: a refused method costs nothing more, and nothing reaches the legacy
+   * server. A name that is not a method name at all is left to the schema (400).
+   */
+  async function checkMethod (request: FastifyRequest): Promise<void> {
+    const method = (request.params as { '*': string })['*']
+    if (fastify.auditing) request.auditCall = { kind: 'rpc', user: request.getSession().user, method }
+    if (!METHOD_NAME_RE.test(method)) return
+    const instead = reserved.get(method.toLowerCase())
+    if (instead !== undefined) throw policy.refuse('rpc', `${method} is reserved to the gateway: ${instead}`)
+    if (!policy.rpc.allows(method)) throw policy.refuse('rpc', `${method} may not be called through the gateway (RPC_ALLOW, RPC_DENY)`)
+  }
+
   routes.post('/api/rpc/*', {
-    onRequest: fastify.requireSession,
+    onRequest: [fastify.requireSession, checkMethod],
     schema: { params: RpcParams, body: RpcBody, response: { 200: RpcReply } },
     config: { upstream: true }
   }, async (request) => {
     const session = request.getSession()
     const method = request.params['*']
-    const instead = reserved.get(method.toLowerCase())
-    if (instead !== undefined) throw new Forbidden(`${method} is reserved to the gateway: ${instead}`)
     const body = request.body
     // No body at all is a call without parameters.
     const params = body === undefined || body === null ? [] : Array.isArray(body) ? body : body.params

@@ -33,6 +33,7 @@ export default async function sessionRoutes (fastify: FastifyInstance): Promise<
     const id = request.cookies[SESSION_COOKIE]
     const session = id !== undefined ? fastify.sessions.get(id) : undefined
     if (session !== undefined) {
+      if (fastify.auditing) request.auditCall = { kind: 'logout', user: session.user }
       request.log.info({ user: session.user }, 'logout')
       await fastify.sessions.logout(session, 'logout')
     }

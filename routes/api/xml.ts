@@ -7,7 +7,7 @@ import { prefersXml } from '../../lib/accept.js'
 import { CharsetDecodeError, decodeXml } from '../../lib/charset.js'
 import { jsonToXml, xmlToJson, XmlParseError } from '../../lib/xml.js'
 import { encodeXml } from '../../lib/xml-write.js'
-import { BadRequest, BadUpstreamResponse, Forbidden, UnsupportedMediaType } from '../../lib/errors.js'
+import { BadRequest, BadUpstreamResponse, UnsupportedMediaType } from '../../lib/errors.js'
 import { LegacyPathError, legacyTarget, pathKey, type LegacyTarget } from '../../lib/legacy-path.js'
 import { REQUEST_ID_HEADER } from '../../lib/logger.js'
 
@@ -179,6 +179,8 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
     return json
   }
 
+  const policy = fastify.policy
+
   /** Where the request goes on the legacy server: 400 if it cannot go anywhere, 403 if not there. */
   function acceptTarget (request: FastifyRequest): LegacyTarget {
     let target: LegacyTarget
@@ -188,14 +190,21 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
       if (err instanceof LegacyPathError) throw new BadRequest(`the path cannot be sent to the legacy server: ${err.message}`, { cause: err })
       throw err
     }
+    if (request.auditCall !== null) request.auditCall.path = target.path
     if (pathKey(target.path) === rpcPathKey) {
-      throw new Forbidden(`${target.path} is the legacy XML-RPC endpoint: call methods with POST /api/rpc/:method`)
+      throw policy.refuse('xml', `${target.path} is the legacy XML-RPC endpoint: call methods with POST /api/rpc/:method`)
+    }
+    // Matched on the normalised path (and, for XML_DENY, on every spelling of it): `%2e%2e`, `//`
+    // or `;` cannot walk past an entry.
+    if (!policy.xml.allows(target.path)) {
+      throw policy.refuse('xml', `${target.path} may not be reached through the gateway (XML_ALLOW, XML_DENY)`)
     }
     return target
   }
 
   // Before the body is read: a refused target costs nothing more and sends nothing.
   async function checkTarget (request: FastifyRequest): Promise<void> {
+    if (fastify.auditing) request.auditCall = { kind: 'xml', user: request.getSession().user, httpMethod: request.method, path: null }
     request.legacyTarget = acceptTarget(request)
   }
 

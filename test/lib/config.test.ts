@@ -58,6 +58,14 @@ test('defaults follow CONTRACT §2', async (t) => {
   t.equal(c.cookieSecure, false, 'demo mode: not Secure')
   t.same(c.legacyForwardHeaders, [])
   t.same(c.legacyExposeHeaders, [])
+  t.same(c.legacyLoginParams.fill({ username: 'u', password: 'p' }), ['u', 'p'], 'login(username, password)')
+  t.same(c.legacyLogoutParams.fill({ username: 'u' }), [])
+  t.same(c.legacyHeartbeatParams.fill({ username: 'u' }), [])
+  t.same(c.rpcPolicy.allow, ['*'])
+  t.same(c.rpcPolicy.deny, [])
+  t.same(c.xmlPolicy.allow, ['/*'])
+  t.same(c.xmlPolicy.deny, [])
+  t.equal(c.auditLog, false)
 })
 
 test('values are parsed and typed', async (t) => {
@@ -109,7 +117,19 @@ test('header lists: comma-separated, case-insensitive, each name a header token'
     ['LEGACY_EXPOSE_HEADERS', 'Access-Control-Expose-Headers', /may not name access-control-expose-headers/],
     ['LEGACY_EXPOSE_HEADERS', 'Transfer-Encoding', /may not name transfer-encoding/],
     ['LEGACY_EXPOSE_HEADERS', 'Connection', /may not name connection/],
-    ['LEGACY_EXPOSE_HEADERS', 'x-é', /header names/]
+    ['LEGACY_EXPOSE_HEADERS', 'x-é', /header names/],
+    ['LEGACY_LOGIN_PARAMS', '["{{username}}",', /must be JSON/],
+    ['LEGACY_LOGIN_PARAMS', '{"user":"{{username}}"}', /must be a JSON array/],
+    ['LEGACY_LOGIN_PARAMS', '[{"{{username}}":"{{password}}"}]', /placeholder in the key/],
+    ['LEGACY_LOGIN_PARAMS', '[1e400]', /cannot be sent as XML-RPC params/],
+    ['LEGACY_LOGOUT_PARAMS', '["{{username}}","{{password}}"]', /may not use \{\{password\}\}/],
+    ['LEGACY_HEARTBEAT_PARAMS', '["{{password}}"]', /may not use \{\{password\}\}/],
+    ['LEGACY_HEARTBEAT_PARAMS', '5', /must be a JSON array/],
+    ['RPC_ALLOW', 'device.*, bad name', /which is not a pattern/],
+    ['RPC_DENY', 'a;b', /which is not a pattern/],
+    ['XML_ALLOW', 'reports/*', /which is not a pattern/],
+    ['XML_DENY', '/a"b', /which is not a pattern/],
+    ['AUDIT_LOG', 'yes', /boolean/]
   ]
   for (const [variable, value, problem] of refused) {
     let error: unknown

@@ -20,7 +20,8 @@ if (!existsSync(CHROMIUM)) {
 } else {
   t.test('the console in chromium: login, call, XML, live alarms, session loss, reconnect', async (t) => {
     const sim = await startSimulator(t, { alarmIntervalMs: 0 })
-    const { app, url } = await build(t, { sim, listen: true, env: { CONSOLE_ENABLED: 'true', ALARM_URL: sim.alarmUrl } })
+    // RPC_DENY: a method the site's policy refuses, shown like any other error.
+    const { app, url } = await build(t, { sim, listen: true, env: { CONSOLE_ENABLED: 'true', ALARM_URL: sim.alarmUrl, RPC_DENY: 'sleep' } })
 
     // Test-only: the gateway's end of every alarm WebSocket, so the test can cut them the way a
     // crash or a proxy timeout would (no close frame). Nothing of this ships.
@@ -91,6 +92,23 @@ if (!existsSync(CHROMIUM)) {
       await page.click('#call-button')
       await page.locator('#call-output[data-tone="ok"]').waitFor()
       t.match(JSON.parse(await page.locator('#call-output').textContent() ?? ''), { user: 'demo', socket: Number })
+    })
+
+    await t.test('a method the policy refuses: its 403 is shown like any other error, and the session goes on', async (t) => {
+      const before = sim.ledger.length
+      await page.fill('#method', 'sleep')
+      await page.fill('#params', '[10]')
+      await page.click('#call-button')
+      await page.locator('#call-output[data-tone="error"]').waitFor()
+      const refused = await page.locator('#call-output').textContent() ?? ''
+      t.match(refused, /FORBIDDEN \(HTTP 403\)/)
+      t.match(refused, /sleep may not be called through the gateway/)
+      t.equal(sim.ledger.length, before, 'nothing reached the legacy server')
+      t.equal(await page.locator('#login-card').isVisible(), false, 'still logged in')
+      await page.fill('#method', 'whoami')
+      await page.fill('#params', '[]')
+      await page.click('#call-button')
+      await page.locator('#call-output[data-tone="ok"]').waitFor()
     })
 
     await t.test('browse xml/devices as JSON', async (t) => {
