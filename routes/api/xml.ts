@@ -203,9 +203,16 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
   }
 
   // Before the body is read: a refused target costs nothing more and sends nothing.
-  async function checkTarget (request: FastifyRequest): Promise<void> {
-    if (fastify.auditing) request.auditCall = { kind: 'xml', user: request.getSession().user, httpMethod: request.method, path: null }
-    request.legacyTarget = acceptTarget(request)
+  // A callback hook, not an async one: no promise and no microtask turn per call.
+  function checkTarget (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void {
+    let refused: Error | undefined
+    try {
+      if (fastify.auditing) request.auditCall = { kind: 'xml', user: request.getSession().user, httpMethod: request.method, path: null }
+      request.legacyTarget = acceptTarget(request)
+    } catch (err) {
+      refused = err as Error
+    }
+    done(refused)
   }
 
   fastify.all(`${PREFIX}/*`, {
