@@ -4,6 +4,7 @@ import cookie from '@fastify/cookie'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import { SessionStore, describeEnd, type Session } from '../lib/sessions.js'
 import { SessionLost, Unauthenticated } from '../lib/errors.js'
+import { RequestLogger, type PinoLike } from '../lib/request-logger.js'
 
 export const SESSION_COOKIE = 'lg_sid'
 /**
@@ -70,6 +71,15 @@ async function sessions (fastify: FastifyInstance): Promise<void> {
     }
   })
   fastify.decorate('sessions', store)
+
+  // The session hook below binds the user to the request's logger on every call; with a lazy
+  // request logger (lib/request-logger.ts) neither that nor Fastify's per-request child costs a
+  // pino child unless the request writes a line. Without a pino logger, Fastify's own way.
+  fastify.setChildLoggerFactory(function (logger, bindings, opts) {
+    const pino = logger as unknown as Partial<PinoLike>
+    if (typeof pino.levels?.values !== 'object' || typeof pino.child !== 'function') return logger.child(bindings, opts)
+    return new RequestLogger(pino as PinoLike, bindings, opts as Record<string, unknown>) as unknown as typeof logger
+  })
   fastify.decorateRequest('session', null)
   fastify.decorateRequest('getSession', function (this: FastifyRequest): Session {
     if (this.session === null) throw new Unauthenticated()
