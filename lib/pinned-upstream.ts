@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net'
-import { Pool, buildConnector, type Dispatcher } from 'undici'
+import { Pool, buildConnector, util as undiciUtil, type Dispatcher } from 'undici'
 
 /**
  * One legacy login = one TCP connection. A PinnedUpstream is an undici Pool limited to one
@@ -141,6 +141,57 @@ function skipUnsolicitedContinue (socket: Socket): void {
   })
 }
 
+/**
+ * Reads one answer whole, straight from undici's dispatcher (no Readable stream, no promise per
+ * step: what `pool.request()` plus reading its body would cost per call). As `request()` does, a
+ * 1xx is skipped and the headers are parsed into lower-case names (arrays for repeated ones).
+ * Every byte is always read: an unread answer would leave the socket unusable. Past
+ * `maxBytes` the rest is drained and dropped, and the call fails as too large (the session stays).
+ */
+class AnswerCollector implements Dispatcher.DispatchHandler {
+  private statusCode = 0
+  private headers: Record<string, string | string[] | undefined> = {}
+  private readonly chunks: Buffer[] = []
+  private size = 0
+  private tooLarge = false
+
+  constructor (
+    private readonly maxBytes: number,
+    private readonly resolve: (res: PinnedResponse) => void,
+    private readonly reject: (err: Error) => void
+  ) {}
+
+  onConnect (): void {}
+
+  onHeaders (statusCode: number, rawHeaders: Buffer[]): boolean {
+    if (statusCode < 200) return true
+    this.statusCode = statusCode
+    this.headers = undiciUtil.parseHeaders(rawHeaders) as Record<string, string | string[] | undefined>
+    return true
+  }
+
+  onData (chunk: Buffer): boolean {
+    this.size += chunk.length
+    if (this.size > this.maxBytes) this.tooLarge = true
+    if (!this.tooLarge) this.chunks.push(chunk)
+    return true
+  }
+
+  onComplete (): void {
+    if (this.tooLarge) {
+      this.reject(new UpstreamError('too-large', `the answer is larger than ${this.maxBytes} bytes`))
+      return
+    }
+    const chunks = this.chunks
+    const body = chunks.length === 0 ? EMPTY : chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, this.size)
+    this.resolve({ statusCode: this.statusCode, headers: this.headers, body })
+  }
+
+  onError (err: Error): void {
+    this.reject(err)
+  }
+}
+
 function closesConnection (header: string | string[] | undefined): boolean {
   if (header === undefined) return false
   const values = Array.isArray(header) ? header : [header]
@@ -181,8 +232,11 @@ export class PinnedUpstream {
       keepAliveMaxTimeout: MAX_TIMER_MS,
       // undici subtracts this from a server's Keep-Alive hint; negative makes any hint exceed the max.
       keepAliveTimeoutThreshold: -MAX_TIMER_MS,
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
+      // Off: the deadline of send() bounds each call from its start to the last byte of the answer,
+      // which these per-phase timers (restarted on every 1xx and every chunk) never do, and it
+      // fires first; they would only cost a timer refresh per call and per chunk.
+      headersTimeout: 0,
+      bodyTimeout: 0,
       connect: (connectOpts, callback) => {
         if (this.state !== 'new' || this.socket !== undefined) {
           callback(new UpstreamError('lost', 'the pinned connection is gone and is never reopened'), null)
@@ -254,18 +308,16 @@ export class PinnedUpstream {
     }, this.opts.timeoutMs)
     try {
       const head = req.method === 'HEAD'
-      const res = await this.pool.request({
-        path: req.path,
-        method: (head ? 'GET' : req.method) as Dispatcher.HttpMethod,
-        headers: req.headers,
-        body: head ? null : req.body ?? null
+      const res = await new Promise<PinnedResponse>((resolve, reject) => {
+        this.pool.dispatch({
+          origin: this.origin,
+          path: req.path,
+          method: (head ? 'GET' : req.method) as Dispatcher.HttpMethod,
+          headers: req.headers,
+          body: head ? null : req.body ?? null
+        }, new AnswerCollector(this.opts.maxResponseBytes, resolve, reject))
       })
-      const length = Number(res.headers['content-length'])
-      // The common case, a declared length within bounds, is read in one go (undici enforces the
-      // length); otherwise chunk by chunk with the size bound.
-      const body = Number.isInteger(length) && length <= this.opts.maxResponseBytes
-        ? Buffer.from(await res.body.arrayBuffer())
-        : await this.readBody(res.body)
+      const body = res.body
       // The server closes the socket after this answer (and undici would too): this answer is
       // good, the login on the socket is not. Said now, not when the close event comes, so that a
       // login answered this way never becomes a session.
@@ -289,23 +341,6 @@ export class PinnedUpstream {
       // socket must not outlive the deadline either.
       this.destroy().catch(() => {})
     }
-  }
-
-  private async readBody (body: Dispatcher.ResponseData['body']): Promise<Buffer> {
-    const chunks: Buffer[] = []
-    let size = 0
-    let tooLarge = false
-    // Always read to the end: an unread answer would leave the socket unusable, and destroying the
-    // stream destroys the socket. An oversized answer is drained and dropped, keeping the session.
-    for await (const chunk of body) {
-      size += (chunk as Buffer).length
-      if (size > this.opts.maxResponseBytes) tooLarge = true
-      if (!tooLarge) chunks.push(chunk as Buffer)
-    }
-    if (tooLarge) {
-      throw new UpstreamError('too-large', `the answer is larger than ${this.opts.maxResponseBytes} bytes`)
-    }
-    return chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, size)
   }
 
   private classify (err: unknown): UpstreamError {

@@ -71,6 +71,8 @@ const DEFAULT_LOGIN_PARAMS = parseCallTemplate('["{{username}}","{{password}}"]'
 const NO_PARAMS = parseCallTemplate('[]', [])
 
 const TOMBSTONE_TTL_MS = 60 * 60 * 1000
+// The headers of every XML-RPC call, one object for all (undici only reads them).
+const RPC_HEADERS: Readonly<Record<string, string>> = Object.freeze({ 'content-type': 'text/xml' })
 const noopLogger = { info () {}, warn () {} }
 
 export interface SessionStoreEvents {
@@ -356,7 +358,7 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
     }
     let res: PinnedResponse
     try {
-      res = await upstream.request({ method: 'POST', path: this.rpcPath, headers: { 'content-type': 'text/xml' }, body })
+      res = await upstream.request({ method: 'POST', path: this.rpcPath, headers: RPC_HEADERS, body })
     } catch (err) {
       throw this.httpError(err)
     }

@@ -126,9 +126,17 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   // Store events: counted as they happen.
   const onOpen = (): void => { opened.inc() }
   const onEnd = (_session: unknown, reason: EndReason): void => { ended.inc({ reason }) }
+  // One bound pair per outcome, made once: the hot path never builds a labels object per call.
+  const byOutcome = new Map(CALL_OUTCOMES.map(outcome => [outcome, { calls: calls.labels(outcome), latency: latency.labels(outcome) }]))
   const onCall = (outcome: CallOutcome, seconds: number): void => {
-    calls.inc({ outcome })
-    latency.observe({ outcome }, seconds)
+    const bound = byOutcome.get(outcome)
+    if (bound === undefined) {
+      calls.inc({ outcome })
+      latency.observe({ outcome }, seconds)
+      return
+    }
+    bound.calls.inc()
+    bound.latency.observe(seconds)
   }
   sessions.on('open', onOpen)
   sessions.on('end', onEnd)

@@ -1,9 +1,10 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import fp from 'fastify-plugin'
 import cookie from '@fastify/cookie'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import { SessionStore, describeEnd, type Session } from '../lib/sessions.js'
 import { SessionLost, Unauthenticated } from '../lib/errors.js'
+import { RequestLogger, type PinoLike } from '../lib/request-logger.js'
 
 export const SESSION_COOKIE = 'lg_sid'
 /**
@@ -24,7 +25,7 @@ declare module 'fastify' {
      * onRequest hook of the routes that need a logged-in session: resolves it from the session
      * cookie (then `request.getSession()` returns it), or answers 401.
      */
-    requireSession: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    requireSession: onRequestHookHandler
     /** Sets the session cookie, and with INSTANCE_NAME the instance cookie beside it. */
     setSessionCookie: (reply: FastifyReply, session: Session) => void
     /** Clears both. */
@@ -70,6 +71,15 @@ async function sessions (fastify: FastifyInstance): Promise<void> {
     }
   })
   fastify.decorate('sessions', store)
+
+  // The session hook below binds the user to the request's logger on every call; with a lazy
+  // request logger (lib/request-logger.ts) neither that nor Fastify's per-request child costs a
+  // pino child unless the request writes a line. Without a pino logger, Fastify's own way.
+  fastify.setChildLoggerFactory(function (logger, bindings, opts) {
+    const pino = logger as unknown as Partial<PinoLike>
+    if (typeof pino.levels?.values !== 'object' || typeof pino.child !== 'function') return logger.child(bindings, opts)
+    return new RequestLogger(pino as PinoLike, bindings, opts as Record<string, unknown>) as unknown as typeof logger
+  })
   fastify.decorateRequest('session', null)
   fastify.decorateRequest('getSession', function (this: FastifyRequest): Session {
     if (this.session === null) throw new Unauthenticated()
@@ -94,14 +104,19 @@ async function sessions (fastify: FastifyInstance): Promise<void> {
   })
 
   // The identity comes from the cookie alone; nothing in the query, headers or body is consulted.
-  fastify.decorate('requireSession', async (request: FastifyRequest) => {
+  // A callback hook, not an async one: it runs on every call, and an async hook costs a promise and
+  // a microtask turn each time.
+  const requireSession: onRequestHookHandler = (request, _reply, done) => {
     const id = request.cookies[SESSION_COOKIE]
-    if (id === undefined || !SESSION_ID.test(id)) throw new Unauthenticated()
+    if (id === undefined || !SESSION_ID.test(id)) {
+      done(new Unauthenticated())
+      return
+    }
     const session = store.get(id)
     if (session === undefined) {
       const ended = store.endedReason(id)
-      if (ended !== undefined) throw new SessionLost(describeEnd(ended))
-      throw new Unauthenticated()
+      done(ended !== undefined ? new SessionLost(describeEnd(ended)) : new Unauthenticated())
+      return
     }
     store.touch(session)
     request.session = session
@@ -109,7 +124,9 @@ async function sessions (fastify: FastifyInstance): Promise<void> {
     // logger Fastify's stand-in has no bindings at all.)
     const log = request.log as typeof request.log & { setBindings?: (bindings: Record<string, unknown>) => void }
     log.setBindings?.({ user: session.user })
-  })
+    done()
+  }
+  fastify.decorate('requireSession', requireSession)
 
   // Shutdown: log every session out on the legacy side (each logout queues behind the calls
   // already on its socket, so in-flight calls finish first). SHUTDOWN_TIMEOUT_MS bounds the whole

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, onRequestHookHandler } from 'fastify'
 import { UpstreamUnavailable } from '../lib/errors.js'
 
 declare module 'fastify' {
@@ -34,13 +34,17 @@ async function upstreamLimit (fastify: FastifyInstance): Promise<void> {
     get rejected () { return rejected }
   })
 
-  fastify.addHook('onRequest', async (request, reply) => {
+  const bound: onRequestHookHandler = (_request, reply, done) => {
     // A browser already gone has nothing to count (its 'close' would never come again).
-    if (request.routeOptions.config.upstream !== true || reply.raw.destroyed) return
+    if (reply.raw.destroyed) {
+      done()
+      return
+    }
     if (inFlight >= max) {
       rejected++
       reply.header('retry-after', '1')
-      throw new UpstreamUnavailable(`the gateway already has ${max} calls in flight (UPSTREAM_MAX_CONCURRENT); retry shortly`)
+      done(new UpstreamUnavailable(`the gateway already has ${max} calls in flight (UPSTREAM_MAX_CONCURRENT); retry shortly`))
+      return
     }
     inFlight++
     // 'close' comes exactly once per response, whether it was sent, failed, timed out or the
@@ -51,6 +55,17 @@ async function upstreamLimit (fastify: FastifyInstance): Promise<void> {
       released = true
       inFlight--
     })
+    done()
+  }
+
+  // Decided once per route, when it is declared, rather than per request (request.routeOptions
+  // builds a new object on every read): the bound runs first among the route's own onRequest
+  // hooks, after the global ones (shutdown, origins, cookies), before the session is looked up.
+  // A callback hook: no promise and no microtask turn per call.
+  fastify.addHook('onRoute', (route) => {
+    if (route.config?.upstream !== true) return
+    const own = route.onRequest
+    route.onRequest = own === undefined ? [bound] : [bound, ...(Array.isArray(own) ? own : [own])]
   })
 }
 

@@ -14,7 +14,18 @@ export interface VirtualUser {
   close (): Promise<void>
 }
 
-export type SystemName = 'direct' | 'legacy-gateway' | 'seed-style'
+export type SystemName = 'direct' | 'floor' | 'legacy-gateway' | 'seed-style' | 'direct-xml' | 'floor-xml' | 'gateway-xml'
+
+/**
+ * The /api/xml/* workload: `POST` of a small XML document to the simulator's `/xml/echo`, which
+ * answers a 1 KB XML document (the body, escaped, inside `<echo>`), converted to JSON by the gateway
+ * and the floor. Browser path `/api/xml/xml/echo`; legacy path `/xml/echo`.
+ */
+export const XML_PATH = '/xml/echo'
+export const XML_BODY = '<?xml version="1.0" encoding="UTF-8"?>\n<devices count="2">' +
+  '<device id="p3" kind="pump"><name>pump-3</name><status>ok</status><code>010</code><pressure unit="bar">3.50</pressure><location>hall A &amp; B</location></device>' +
+  '<device id="v1" kind="valve"><name>阀门-1</name><status>closed</status><code>007</code><pressure unit="bar">0</pressure><location>二号车间 &lt;east&gt;</location></device>' +
+  '</devices>'
 
 function client (origin: string): Client {
   // A user's socket must never be closed under it (the direct user's login lives on it).
@@ -86,25 +97,88 @@ export async function gatewayUser (baseUrl: string, name: string): Promise<Virtu
   }
 }
 
-/** Through the seed-style peer: the user id travels in a header, as that design has it. */
-export async function seedStyleUser (baseUrl: string, name: string): Promise<VirtualUser> {
+/**
+ * Through the seed-style peer (or the floor forwarder, `label` 'floor', which speaks the same): the
+ * user id travels in a header, as that design has it.
+ */
+export async function seedStyleUser (baseUrl: string, name: string, label = 'seed-style'): Promise<VirtualUser> {
   const c = client(baseUrl)
   const login = await postJson(c, '/api/login', {}, JSON.stringify({ username: name, password: name }))
-  if (login.status !== 200) throw new UnexpectedAnswer(`seed-style ${name}: login ${login.status} ${login.text}`)
+  if (login.status !== 200) throw new UnexpectedAnswer(`${label} ${name}: login ${login.status} ${login.text}`)
   const headers = { 'x-user-id': name }
   const body = JSON.stringify(ECHO_PARAMS)
   const expected = JSON.stringify({ result: ECHO_PARAMS })
   const first = await postJson(c, '/api/rpc/echo', headers, body)
-  if (first.status !== 200 || JSON.stringify(JSON.parse(first.text)) !== expected) throw new UnexpectedAnswer(`seed-style ${name}: echo ${first.status} ${first.text}`)
+  if (first.status !== 200 || JSON.stringify(JSON.parse(first.text)) !== expected) throw new UnexpectedAnswer(`${label} ${name}: echo ${first.status} ${first.text}`)
   return {
     name,
     async call () {
       const res = await postJson(c, '/api/rpc/echo', headers, body)
-      if (res.status !== 200) throw new UnexpectedAnswer(`seed-style ${name}: ${res.status} ${res.text}`)
+      if (res.status !== 200) throw new UnexpectedAnswer(`${label} ${name}: ${res.status} ${res.text}`)
     },
     async close () {
       await postJson(c, '/api/logout', headers, '{}').catch(() => {})
       await c.close()
     }
   }
+}
+
+async function xmlPost (c: Client, path: string, headers: Record<string, string>): Promise<{ status: number, text: string }> {
+  const res = await c.request({ method: 'POST', path, headers: { 'content-type': 'text/xml', ...headers }, body: XML_BODY })
+  return { status: res.statusCode, text: await res.body.text() }
+}
+
+/** Whether a JSON answer of the XML workload is the echoed document, converted. */
+function isXmlEcho (text: string): boolean {
+  const json = JSON.parse(text) as { echo?: { body?: unknown } }
+  return json.echo?.body === XML_BODY
+}
+
+/** The XML workload straight to the simulator: login on the user's own socket, then XML on it. */
+export async function directXmlUser (rpcUrl: string, name: string): Promise<VirtualUser> {
+  const url = new URL(rpcUrl)
+  const c = client(url.origin)
+  const login = await c.request({ method: 'POST', path: url.pathname, headers: { 'content-type': 'text/xml' }, body: encodeCall('login', [name, name]) })
+  const loginText = await login.body.text()
+  if (decodeResponse(loginText).fault) throw new UnexpectedAnswer(`direct-xml ${name}: login ${loginText}`)
+  const first = await xmlPost(c, XML_PATH, {})
+  if (first.status !== 200 || !first.text.includes('<echo>')) throw new UnexpectedAnswer(`direct-xml ${name}: ${first.status} ${first.text}`)
+  return {
+    name,
+    async call () {
+      const res = await xmlPost(c, XML_PATH, {})
+      if (res.status !== 200) throw new UnexpectedAnswer(`direct-xml ${name}: ${res.status} ${res.text}`)
+    },
+    close: () => c.close()
+  }
+}
+
+/** The XML workload through the gateway (`cookie`) or the floor (`x-user-id`): the answer as JSON. */
+async function proxiedXmlUser (label: string, baseUrl: string, name: string, gateway: boolean): Promise<VirtualUser> {
+  const c = client(baseUrl)
+  const login = await postJson(c, '/api/login', {}, JSON.stringify({ username: name, password: name }))
+  if (login.status !== 200) throw new UnexpectedAnswer(`${label} ${name}: login ${login.status} ${login.text}`)
+  const headers: Record<string, string> = gateway ? { cookie: sessionCookie(login.setCookie) } : { 'x-user-id': name }
+  const path = '/api/xml' + XML_PATH
+  const first = await xmlPost(c, path, headers)
+  if (first.status !== 200 || !isXmlEcho(first.text)) throw new UnexpectedAnswer(`${label} ${name}: ${first.status} ${first.text}`)
+  return {
+    name,
+    async call () {
+      const res = await xmlPost(c, path, headers)
+      if (res.status !== 200) throw new UnexpectedAnswer(`${label} ${name}: ${res.status} ${res.text}`)
+    },
+    async close () {
+      await postJson(c, '/api/logout', headers, '{}').catch(() => {})
+      await c.close()
+    }
+  }
+}
+
+export async function gatewayXmlUser (baseUrl: string, name: string): Promise<VirtualUser> {
+  return await proxiedXmlUser('gateway-xml', baseUrl, name, true)
+}
+
+export async function floorXmlUser (baseUrl: string, name: string): Promise<VirtualUser> {
+  return await proxiedXmlUser('floor-xml', baseUrl, name, false)
 }

@@ -21,6 +21,7 @@ const OPTIONS = {
   rates: { type: 'string' },
   rounds: { type: 'string' },
   sessions: { type: 'string' },
+  systems: { type: 'string' },
   users: { type: 'string' },
   warmup: { type: 'string' },
   windows: { type: 'string' }

@@ -12,7 +12,7 @@ const SERVER = fileURLToPath(new URL('../../server.js', import.meta.url))
 
 const CLK_TCK = 100 // getconf CLK_TCK on Linux
 
-export type SystemKind = 'gateway' | 'seed-style' | 'simulator'
+export type SystemKind = 'gateway' | 'seed-style' | 'floor' | 'simulator'
 
 export interface Child {
   readonly kind: SystemKind
@@ -68,7 +68,7 @@ async function waitHealthy (url: string, exited: Promise<void>): Promise<void> {
 /**
  * `gateway`: `node dist/server.js` itself, as operators run it (configuration from the environment,
  * logging as server.ts sets it up), with probe.js preloaded for memory queries; its log goes to
- * this process's stderr. `seed-style` and `simulator`: bench/lib/serve.js.
+ * this process's stderr. `seed-style`, `floor` and `simulator`: bench/lib/serve.js.
  */
 export async function startChild (kind: SystemKind, opts: StartOptions = {}): Promise<Child> {
   const isGateway = kind === 'gateway'

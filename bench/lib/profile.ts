@@ -16,6 +16,12 @@ export interface ProfileSummary {
   /** Share of the wall time the process was busy (not idle). */
   busyPct: number
   byArea: Share[]
+  /**
+   * Self time by layer: each sample charged to the nearest frame of a package or of the gateway's
+   * own files (a builtin, a Node internal or a native binding counts for the code that called it),
+   * except the kernel's socket writes (`writev`), the GC and V8's own work, which stand alone.
+   */
+  byLayer: Share[]
   byFunction: Share[]
   inclusive: Share[]
 }
@@ -91,12 +97,33 @@ export function summarizeProfile (file: string): ProfileSummary {
   const idleUs = [...byId.values()].filter(n => n.callFrame.functionName === '(idle)').reduce((a, n) => a + (self.get(n.id) ?? 0), 0)
   const busyUs = totalUs - idleUs
 
+  const parent = new Map<number, number>()
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
+  const NATIVE = '(native: V8 builtins, C++ bindings)'
+  const layerOf = (id: number): string => {
+    const leaf = (byId.get(id) as ProfileNode).callFrame
+    if (leaf.url === '' && (leaf.functionName === 'writev' || leaf.functionName === 'writeUtf8String' || leaf.functionName === 'writeBuffer')) return 'kernel: socket writes'
+    if (leaf.url === '' && leaf.functionName.startsWith('(')) return leaf.functionName
+    let firstNode: string | undefined
+    let at: number | undefined = id
+    while (at !== undefined) {
+      const f = (byId.get(at) as ProfileNode).callFrame
+      const a = area(f)
+      if (f.url !== '' && !f.url.startsWith('node:')) return a
+      if (firstNode === undefined && a !== NATIVE && a !== '(root)') firstNode = a
+      at = parent.get(at)
+    }
+    return firstNode ?? NATIVE
+  }
   const areas = new Map<string, number>()
+  const callerAreas = new Map<string, number>()
   const functions = new Map<string, number>()
   for (const [id, us] of self) {
     const f = (byId.get(id) as ProfileNode).callFrame
     if (f.functionName === '(idle)') continue
     areas.set(area(f), (areas.get(area(f)) ?? 0) + us)
+    const ca = layerOf(id)
+    callerAreas.set(ca, (callerAreas.get(ca) ?? 0) + us)
     functions.set(key(f), (functions.get(key(f)) ?? 0) + us)
   }
 
@@ -137,20 +164,32 @@ export function summarizeProfile (file: string): ProfileSummary {
     totalMs: Math.round(totalUs / 1000),
     busyPct: Math.round(busyUs / totalUs * 1000) / 10,
     byArea: shares(areas, 25),
+    byLayer: shares(callerAreas, 30),
     byFunction: shares(functions, 30),
     inclusive: shares(orderedInclusive, KEY_FRAMES.length, true)
   }
 }
 
-export function profileTable (s: ProfileSummary): string {
+/**
+ * The summary as tables; with `calls` (the calls the process served while it was profiled), each
+ * row also says what it cost per call, in µs (start-up and logins are spread over the calls too).
+ */
+export function profileTable (s: ProfileSummary, calls?: number): string {
+  const perCall = calls === undefined || calls <= 0 ? undefined : (ms: number): number => Math.round(ms * 1000 / calls * 10) / 10
+  const head = (label: string): string[] => perCall === undefined ? [label, 'ms', '%'] : [label, 'ms', '%', 'µs/call']
+  const row = (a: Share): Array<string | number> => perCall === undefined ? [a.name, a.ms, a.pct] : [a.name, a.ms, a.pct, perCall(a.ms)]
+  const busyMs = s.totalMs * s.busyPct / 100
   return [
-    `sampled ${s.totalMs} ms, busy ${s.busyPct}% (percentages below are of busy time)`,
+    `sampled ${s.totalMs} ms, busy ${s.busyPct}% (percentages below are of busy time)` +
+      (perCall === undefined ? '' : `; ${calls ?? 0} calls, ${perCall(busyMs)} µs busy per call`),
     '',
-    table(['self time by area', 'ms', '%'], s.byArea.map(a => [a.name, a.ms, a.pct])),
+    table(head('self time by area'), s.byArea.map(row)),
     '',
-    table(['inclusive time of hot-path frames', 'ms', '%'], s.inclusive.map(a => [a.name, a.ms, a.pct])),
+    table(head('self time by layer (natives and Node internals charged to the package or file that called them)'), s.byLayer.map(row)),
     '',
-    table(['self time by function', 'ms', '%'], s.byFunction.map(a => [a.name, a.ms, a.pct]))
+    table(head('inclusive time of hot-path frames'), s.inclusive.map(row)),
+    '',
+    table(head('self time by function'), s.byFunction.map(row))
   ].join('\n')
 }
 

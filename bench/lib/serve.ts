@@ -1,4 +1,4 @@
-// Child-process entry for the peers of the system under test: `node serve.js seed-style|simulator`,
+// Child-process entry for the peers of the system under test: `node serve.js seed-style|floor|simulator`,
 // started by bench/lib/processes.ts with an IPC channel. Each runs alone in its process so that its
 // CPU and its memory are its own; the parent (the load generator) only talks to it over loopback and
 // asks it for memory figures over IPC. (The gateway itself runs as `node dist/server.js`, with
@@ -7,16 +7,17 @@ import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
 import { createSimulator, type Simulator } from '../../sim/legacy.js'
 import { createSeedStyleServer } from '../peers/seed-style.js'
+import { createFloorServer } from '../peers/floor.js'
 import { memoryAfterGc, type FromChild, type ToChild } from './probe.js'
 
 function send (message: FromChild): void {
   process.send?.(message)
 }
 
-async function startSeedStyle (): Promise<{ url: string, close: () => Promise<void> }> {
+async function startPeer (kind: 'seed-style' | 'floor'): Promise<{ url: string, close: () => Promise<void> }> {
   const legacyUrl = process.env.LEGACY_URL
   if (legacyUrl === undefined) throw new Error('LEGACY_URL is required')
-  const server: Server = createSeedStyleServer({ legacyUrl: new URL(legacyUrl) })
+  const server: Server = (kind === 'floor' ? createFloorServer : createSeedStyleServer)({ legacyUrl: new URL(legacyUrl) })
   server.keepAliveTimeout = 72_000
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const port = (server.address() as AddressInfo).port
@@ -60,8 +61,8 @@ async function sendAlarms (sim: Simulator, rate: number, durationMs: number): Pr
 async function main (): Promise<void> {
   const kind = process.argv[2]
   let close: () => Promise<void>
-  if (kind === 'seed-style') {
-    const seed = await startSeedStyle()
+  if (kind === 'seed-style' || kind === 'floor') {
+    const seed = await startPeer(kind)
     close = seed.close
     send({ type: 'ready', url: seed.url })
   } else if (kind === 'simulator') {
@@ -83,7 +84,7 @@ async function main (): Promise<void> {
     })
     send({ type: 'ready', url: sim.origin, rpcUrl: sim.rpcUrl, alarmUrl: sim.alarmUrl })
   } else {
-    throw new Error(`unknown system ${String(kind)}: seed-style or simulator`)
+    throw new Error(`unknown system ${String(kind)}: seed-style, floor or simulator`)
   }
 
   process.on('message', (message: ToChild) => {

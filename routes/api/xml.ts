@@ -25,6 +25,11 @@ interface Call {
 
 const PREFIX = '/api/xml'
 
+// The answer's bytes, read whole on the pinned socket, ride to onResponse beside the stream
+// reply-from is given: sent as a Buffer, they reach onSend without a stream to build and drain.
+const BODY = Symbol('legacy-gateway.body')
+type Answer = { destroy: () => void, [BODY]?: Buffer }
+
 declare module 'fastify' {
   interface FastifyRequest {
     /** /api/xml/*: where the request goes on the legacy server, once its target was accepted. */
@@ -120,7 +125,12 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
       }).then((res: PinnedResponse) => {
         // The answer was read whole on the pinned socket; what reply-from gets is a copy, so a
         // browser that goes away (reply-from then destroys this stream) cannot hurt the socket.
-        callback(null, { statusCode: res.statusCode, headers: { ...res.headers }, body: Readable.from(res.body.length > 0 ? [res.body] : []) })
+        // A HEAD answer is sent as the (empty) stream it always was; any other as its Buffer
+        // (onResponse below), so the stream is only there for reply-from to destroy.
+        const body: Answer = opts.method === 'HEAD'
+          ? Readable.from(res.body.length > 0 ? [res.body] : [])
+          : { destroy () {}, [BODY]: res.body }
+        callback(null, { statusCode: res.statusCode, headers: { ...res.headers }, body })
       }, (err: Error) => callback(err))
     },
     async close () {},
@@ -193,9 +203,16 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
   }
 
   // Before the body is read: a refused target costs nothing more and sends nothing.
-  async function checkTarget (request: FastifyRequest): Promise<void> {
-    if (fastify.auditing) request.auditCall = { kind: 'xml', user: request.getSession().user, httpMethod: request.method, path: null }
-    request.legacyTarget = acceptTarget(request)
+  // A callback hook, not an async one: no promise and no microtask turn per call.
+  function checkTarget (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void {
+    let refused: Error | undefined
+    try {
+      if (fastify.auditing) request.auditCall = { kind: 'xml', user: request.getSession().user, httpMethod: request.method, path: null }
+      request.legacyTarget = acceptTarget(request)
+    } catch (err) {
+      refused = err as Error
+    }
+    done(refused)
   }
 
   fastify.all(`${PREFIX}/*`, {
@@ -255,6 +272,10 @@ export default async function xmlRoutes (fastify: FastifyInstance): Promise<void
         out.vary = varyOn(headers.vary)
         out['cache-control'] = privateCaching(headers['cache-control'])
         return out as never
+      },
+      onResponse: (_request, reply, res) => {
+        const stream = (res as unknown as { stream: Answer }).stream
+        reply.send(stream[BODY] ?? stream)
       },
       onError: (reply, { error }) => {
         // Our own contract errors come back wrapped by reply-from; unwrap them.
