@@ -64,6 +64,16 @@ t.test('login, call, faults, session, xml, logout through the real gateway', asy
 
   t.match(await gw.session(), { user: 'demo', connected: true, createdAt: String, lastActivityAt: String })
 
+  const { introspection, methods } = await gw.methods()
+  t.equal(introspection, true)
+  t.match(methods.find(m => m.name === 'sleep'), { signatures: [['int', 'int']], help: /milliseconds/ }, 'methods(): the legacy server\'s own description')
+  t.same(await gw.batch([{ method: 'echo', params: [1] }, { method: 'fault', params: [5, 'no'] }, { method: 'whoami' }]), [
+    { result: [1] },
+    { error: { statusCode: 422, code: 'RPC_FAULT', message: 'no', faultCode: 5 } },
+    { result: { user: 'demo', socket: (await gw.call<{ socket: number }>('whoami')).socket } }
+  ], 'batch(): results in order, a fault in its place')
+  await rejects(t, gw.batch([]), { status: 400, code: 'BAD_REQUEST' }, 'an empty batch')
+
   const devices = await gw.xml<{ devices: { '@count': string, device: unknown[] } }>('xml/devices')
   t.equal(devices.devices['@count'], '2')
   t.equal(devices.devices.device.length, 2)

@@ -115,6 +115,20 @@ if (!existsSync(CHROMIUM)) {
       await page.locator('#call-output[data-tone="ok"]').waitFor()
     })
 
+    await t.test('the legacy server\'s methods are listed; one fills the call form', async (t) => {
+      await page.locator('#methods').waitFor()
+      await page.locator('#methods summary').click()
+      const names = await page.locator('#method-list button').allTextContents()
+      t.ok(names.includes('fault') && names.includes('whoami'), `methods listed (${names.length})`)
+      t.notOk(names.includes('sleep'), 'not a method the policy refuses')
+      t.notOk(names.includes('login'), 'not the gateway\'s reserved ones')
+      await page.locator('#method-list button[data-method="fault"]').click()
+      t.equal(await page.inputValue('#method'), 'fault')
+      t.equal(await page.inputValue('#params'), '[0,""]', 'example params from the signature')
+      await page.click('#call-button')
+      await page.locator('#call-output[data-tone="error"]', { hasText: 'RPC_FAULT' }).waitFor()
+    })
+
     await t.test('browse xml/devices as JSON', async (t) => {
       await page.fill('#xml-path', 'xml/devices')
       await page.click('#xml-button')
