@@ -53,7 +53,11 @@ export const EnvSchema = Type.Object({
   CONSOLE_ENABLED: Type.Optional(Type.Boolean()),
   READY_PROBE_MS: Int(5000, 10),
   LEGACY_FORWARD_HEADERS: Type.Optional(Type.String()),
-  LEGACY_EXPOSE_HEADERS: Type.Optional(Type.String())
+  LEGACY_EXPOSE_HEADERS: Type.Optional(Type.String()),
+  ALARM_BUS_URL: Type.Optional(Type.String({ pattern: '^rediss?://[^\\s]+$', description: 'redis://host:port[/db]' })),
+  ALARM_STREAM: Type.String({ default: 'legacy-gateway:alarms', pattern: '^[^\\s]{1,200}$' }),
+  ALARM_INGEST: Type.Boolean({ default: true }),
+  ALARM_DEDUP_MS: Int(2000, 0, 3600000)
 })
 
 type Env = Static<typeof EnvSchema>
@@ -104,6 +108,12 @@ interface Settings {
   legacyForwardHeaders: string[]
   /** Legacy answer headers /api/xml/* passes to the browser beyond its default list (lower case). */
   legacyExposeHeaders: string[]
+  /** Cluster mode: the Redis URL of the shared alarm stream (lib/alarm-bus.ts); undefined: in-process. */
+  alarmBusUrl: string | undefined
+  alarmStream: string
+  /** With a bus: whether this instance subscribes to the UDP alarm server and appends. */
+  alarmIngest: boolean
+  alarmDedupMs: number
   /** LEGACY_URL was unset: the legacy system is the built-in simulator (lib/demo.ts). */
   demo: boolean
 }
@@ -225,6 +235,15 @@ export function loadConfig (source: NodeJS.ProcessEnv | Record<string, string | 
     throw new ConfigError(describe(data, 'LEGACY_HEARTBEAT_METHOD', 'must be set when LEGACY_HEARTBEAT_MS is above 0'))
   }
 
+  if (env.ALARM_BUS_URL !== undefined) {
+    try {
+      const url = new URL(env.ALARM_BUS_URL)
+      if (url.hostname === '' || !/^\/?\d*$/.test(url.pathname)) throw new Error('bad host or database')
+    } catch (err) {
+      throw new ConfigError(describe(data, 'ALARM_BUS_URL', 'must be redis://[user:password@]host:port[/db] (or rediss://)'), { cause: err })
+    }
+  }
+
   const legacyForwardHeaders = parseHeaderNames(data, 'LEGACY_FORWARD_HEADERS', env.LEGACY_FORWARD_HEADERS, name => NEVER_FORWARDED.has(name))
   // The gateway owns its CORS policy: a legacy Access-Control-* header would grant other origins
   // what the gateway does not.
@@ -267,6 +286,10 @@ export function loadConfig (source: NodeJS.ProcessEnv | Record<string, string | 
     readyProbeMs: env.READY_PROBE_MS,
     legacyForwardHeaders,
     legacyExposeHeaders,
+    alarmBusUrl: env.ALARM_BUS_URL,
+    alarmStream: env.ALARM_STREAM,
+    alarmIngest: env.ALARM_INGEST,
+    alarmDedupMs: env.ALARM_DEDUP_MS,
     demo
   }
 }

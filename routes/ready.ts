@@ -82,6 +82,13 @@ export default async function readyRoutes (fastify: FastifyInstance): Promise<vo
       const health = feed.health()
       alarms = health.ok ? 'ok' : health.reason
     }
+    // Cluster mode: the alarms reach browsers only through the shared stream, ingesting or not.
+    const bus = fastify.alarmBus
+    if (bus !== null && bus !== undefined) {
+      const health = bus.health()
+      if (!health.ok) alarms = health.reason
+      else if (alarms === 'disabled') alarms = 'ok'
+    }
     const checks = { legacy: legacyState, alarms }
     const failing = Object.entries(checks).filter(([, state]) => state !== 'ok' && state !== 'disabled').map(([name]) => name)
     // plugins/lifecycle.ts already answers 503 SHUTTING_DOWN while draining (to every route
