@@ -106,10 +106,12 @@ return {sid, seq}
 const sha1 = (text: string | Buffer): string => createHash('sha1').update(text).digest('hex')
 const SCRIPTS = { identity: { text: IDENTITY, sha: sha1(IDENTITY) }, append: { text: APPEND, sha: sha1(APPEND) } }
 
-// Backoff for commands and Redis's own reconnection: 100 ms doubling to 5 s, with jitter so that
-// a fleet does not reconnect in lockstep.
+// Backoff for commands and Redis's own reconnection: 100 ms doubling to 1 s, with jitter so that
+// a fleet does not reconnect in lockstep. Kept short on purpose: after an outage every ingester
+// appends what it queued as soon as it is back, and the copies of one datagram are deduplicated
+// only if they arrive within ALARM_DEDUP_MS of each other.
 function backoff (attempt: number): number {
-  const ceiling = Math.min(100 * 2 ** Math.min(attempt, 10), 5000)
+  const ceiling = Math.min(100 * 2 ** Math.min(attempt, 10), 1000)
   return Math.floor(ceiling / 2 + Math.random() * ceiling / 2)
 }
 
