@@ -126,6 +126,7 @@ async function main (): Promise<void> {
   const rates = listOption('rates', 'BENCH_RATES', [10, 25, 50, 100, 200, 400, 800])
   const durationMs = numberOption('duration', 'BENCH_DURATION', 5) * 1000
   const most = Math.max(...clientCounts)
+  const bus = option('bus', 'BENCH_ALARM_BUS', '')
 
   const sim = await startChild('simulator')
   const gateway = await startChild('gateway', {
@@ -135,10 +136,14 @@ async function main (): Promise<void> {
       LOG_LEVEL: option('log-level', 'BENCH_LOG_LEVEL', 'warn'),
       LOGIN_RATE_LIMIT: '0',
       MAX_SESSIONS: String(most + 1000),
-      COOKIE_SECURE: 'false'
+      COOKIE_SECURE: 'false',
+      // Cluster mode: --bus redis://127.0.0.1:6379 measures the fan-out through the Redis stream
+      // (lib/alarm-bus.ts) instead of the in-process feed; run it both ways to compare.
+      ...(bus === '' ? {} : { ALARM_BUS_URL: bus, ALARM_STREAM: `bench:alarms:${process.pid}` })
     },
     execArgv: gatewayFlags()
   })
+  log(bus === '' ? 'alarms: in-process feed' : `alarms: through the Redis stream at ${bus}`)
   const clock = await sim.clockOffset()
   log(`simulator clock offset ${round(clock.offsetMs, 3)} ms ± ${round(clock.uncertaintyMs, 3)} ms (corrected for)`)
   const cells: CellResult[] = []

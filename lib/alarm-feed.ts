@@ -23,6 +23,21 @@ export interface AlarmFeedOptions {
   charset: string
   maxBytes: number
   logger?: { info: (obj: object, msg: string) => void, warn: (obj: object, msg: string) => void, debug: (obj: object, msg: string) => void }
+  /**
+   * Cluster mode (lib/alarm-bus.ts): each accepted datagram goes here, decoded, instead of being
+   * numbered and buffered in this process; the shared stream numbers it. Without it the feed
+   * numbers alarms itself and emits 'alarm'.
+   */
+  sink?: (datagram: Datagram) => void
+}
+
+/** An accepted datagram, before it is numbered. */
+export interface Datagram {
+  /** Exactly as received: the bus deduplicates on these bytes. */
+  readonly bytes: Buffer
+  /** The datagram as JSON (the generic XML mapping, parsed JSON, text or `{$base64}`). */
+  readonly alarm: unknown
+  readonly receivedAt: Date
 }
 
 export interface AlarmEntry {
@@ -190,6 +205,10 @@ export class AlarmFeed extends EventEmitter<{ alarm: [entry: AlarmEntry] }> {
       this.stats.malformed++
       this.log.warn({ bytes: msg.length, err: err.message }, 'alarm datagram with invalid bytes passed as base64')
       alarm = { $base64: msg.toString('base64') }
+    }
+    if (this.opts.sink !== undefined) {
+      this.opts.sink({ bytes: msg, alarm, receivedAt: new Date() })
+      return
     }
     const seq = ++this.lastSeq
     const frame = Buffer.from(JSON.stringify({ type: 'alarm', seq, receivedAt: new Date().toISOString(), alarm }))

@@ -43,10 +43,22 @@ export interface SessionHolder<S> {
   release: (session: S) => void
 }
 
-/** Where `hello` reads the last seq and `?since=` its replay (the alarm feed). */
+/** Where `hello` reads the last seq and `?since=` its replay (the alarm feed, or the bus). */
 export interface AlarmReplay {
   readonly lastSeq: number
   since: (seq: number) => Replay
+  /**
+   * The seq space's name when the replay has its own (the bus: the shared stream's), which then
+   * replaces the hub's `instance` option in `hello`; it changes only with a `restart()`.
+   */
+  readonly instance?: string | undefined
+  /**
+   * The seq space is shared with other processes (the bus): a `since` above `lastSeq` is a seq
+   * another instance has already delivered and this one has not read yet, so it is not sent again.
+   */
+  readonly shared?: boolean
+  /** False while the replay cannot say where its seq space stands (the bus before its first read). */
+  readonly ready?: boolean
 }
 
 export interface AlarmHubOptions<S> {
@@ -118,6 +130,11 @@ export class AlarmHub<S extends HubSession> {
     this.pinger = setInterval(() => this.ping(), opts.pingMs).unref()
   }
 
+  /** The seq space `hello` names now. */
+  get instance (): string {
+    return this.opts.replay?.instance ?? this.opts.instance
+  }
+
   /** Open alarm WebSockets. */
   get clients (): number {
     return this.members.size
@@ -133,13 +150,20 @@ export class AlarmHub<S extends HubSession> {
       return false
     }
     const replay = this.opts.replay
-    const lastSeq = replay?.lastSeq ?? 0
+    if (replay !== null && replay.ready === false) {
+      // No hello: its instance and lastSeq are not known yet. 1013 is "try again later"; the client
+      // library reconnects with backoff.
+      socket.close(1013, 'alarm stream not available yet')
+      return false
+    }
+    // A since ahead of a shared stream's reader: those alarms came through another instance.
+    const lastSeq = Math.max(replay?.lastSeq ?? 0, replay?.shared === true && since !== undefined ? since : 0)
     // Whatever the feed holds now is either replayed below (since) or before this client's time.
     const client: Client<S> = { socket, wire, session, alive: true, after: lastSeq, slack: 0 }
     socket.on('pong', () => { client.alive = true })
     socket.on('close', () => this.remove(client))
     wire.cork()
-    socket.send(JSON.stringify({ type: 'hello', instance: this.opts.instance, lastSeq }), TEXT)
+    socket.send(JSON.stringify({ type: 'hello', instance: this.instance, lastSeq }), TEXT)
     if (since !== undefined && replay !== null) {
       // Replay and joining the live set happen in the same tick: no alarm can fall in between.
       const { gap, entries } = replay.since(since)
@@ -188,6 +212,23 @@ export class AlarmHub<S extends HubSession> {
       client.socket.send(frame, TEXT)
       this.remove(client)
       client.socket.close(reason === 'shutdown' ? 1001 : 1000, `session ${state}`)
+    }
+  }
+
+  /**
+   * The seq space started again (the bus's stream was lost: a new `instance`): what is queued
+   * belongs to the old one and is dropped, and every client is closed with 1012 (service restart)
+   * so that it reconnects and sees the new `instance` in its `hello`: a restart it can see.
+   */
+  restart (): void {
+    if (this.closed) return
+    if (this.flushTimer !== undefined) clearTimeout(this.flushTimer)
+    this.flushTimer = undefined
+    this.pending = []
+    this.pendingBytes = 0
+    for (const client of [...this.members]) {
+      this.remove(client)
+      client.socket.close(1012, 'alarm stream restarted')
     }
   }
 

@@ -70,7 +70,11 @@ export const EnvSchema = Type.Object({
   ADMIN_HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
   ADMIN_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   // Checked by hand below: a schema error would print the value, and this one is a secret.
-  ADMIN_TOKEN: Type.Optional(Type.String())
+  ADMIN_TOKEN: Type.Optional(Type.String()),
+  ALARM_BUS_URL: Type.Optional(Type.String({ pattern: '^rediss?://[^\\s]+$', description: 'redis://host:port[/db]' })),
+  ALARM_STREAM: Type.String({ default: 'legacy-gateway:alarms', pattern: '^[^\\s]{1,200}$' }),
+  ALARM_INGEST: Type.Boolean({ default: true }),
+  ALARM_DEDUP_MS: Int(2000, 0, 3600000)
 })
 
 type Env = Static<typeof EnvSchema>
@@ -140,6 +144,12 @@ interface Settings {
   adminPort: number | undefined
   /** Set (at least ADMIN_TOKEN_MIN_LENGTH characters) whenever adminPort is. */
   adminToken: string | undefined
+  /** Cluster mode: the Redis URL of the shared alarm stream (lib/alarm-bus.ts); undefined: in-process. */
+  alarmBusUrl: string | undefined
+  alarmStream: string
+  /** With a bus: whether this instance subscribes to the UDP alarm server and appends. */
+  alarmIngest: boolean
+  alarmDedupMs: number
   /** LEGACY_URL was unset: the legacy system is the built-in simulator (lib/demo.ts). */
   demo: boolean
 }
@@ -304,6 +314,14 @@ export function loadConfig (source: NodeJS.ProcessEnv | Record<string, string | 
   if (env.ADMIN_PORT !== undefined && env.ADMIN_PORT !== 0 && env.ADMIN_PORT === env.PORT) {
     throw new ConfigError(describe(data, 'ADMIN_PORT', 'must differ from PORT: the operator API never shares the browsers\' port'))
   }
+  if (env.ALARM_BUS_URL !== undefined) {
+    try {
+      const url = new URL(env.ALARM_BUS_URL)
+      if (url.hostname === '' || !/^\/?\d*$/.test(url.pathname)) throw new Error('bad host or database')
+    } catch (err) {
+      throw new ConfigError(describe(data, 'ALARM_BUS_URL', 'must be redis://[user:password@]host:port[/db] (or rediss://)'), { cause: err })
+    }
+  }
 
   const legacyForwardHeaders = parseHeaderNames(data, 'LEGACY_FORWARD_HEADERS', env.LEGACY_FORWARD_HEADERS, name => NEVER_FORWARDED.has(name))
   // The gateway owns its CORS policy: a legacy Access-Control-* header would grant other origins
@@ -365,6 +383,10 @@ export function loadConfig (source: NodeJS.ProcessEnv | Record<string, string | 
     adminHost: env.ADMIN_HOST,
     adminPort: env.ADMIN_PORT,
     adminToken: env.ADMIN_PORT === undefined ? undefined : env.ADMIN_TOKEN,
+    alarmBusUrl: env.ALARM_BUS_URL,
+    alarmStream: env.ALARM_STREAM,
+    alarmIngest: env.ALARM_INGEST,
+    alarmDedupMs: env.ALARM_DEDUP_MS,
     demo
   }
 }

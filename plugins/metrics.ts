@@ -164,10 +164,20 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   follower('alarms_malformed_total', 'Alarm datagrams that were neither well-formed XML nor JSON (forwarded as text) or had bytes invalid in their charset (forwarded as base64).', () => feed?.stats.malformed ?? 0)
   follower('alarm_subscribes_sent_total', 'Subscribe datagrams sent to the alarm server.', () => feed?.stats.subscribesSent ?? 0)
   follower('alarm_subscribe_errors_total', 'Subscribe datagrams that could not be sent.', () => feed?.stats.subscribeErrors ?? 0)
-  gauge('alarm_last_seq', 'Sequence number of the last alarm received by this process (restarts at 0 with the process).', () => feed?.lastSeq ?? 0)
+  gauge('alarm_last_seq', 'Sequence number of the last alarm received by this process (restarts at 0 with the process); with ALARM_BUS_URL, the last seq read from the shared stream.', () => (fastify.alarmBus ?? feed)?.lastSeq ?? 0)
   gauge('alarm_feed_up', '1 when the alarm socket is bound and subscribes go out, 0 when not, -1 without ALARM_URL.',
     () => feed === null || feed === undefined ? -1 : feed.health().ok ? 1 : 0)
   gauge('websocket_clients', 'Alarm WebSockets open now.', () => hub.clients)
+  // Cluster mode (ALARM_BUS_URL); without a bus these stay at 0 and the gauge at -1.
+  const bus = fastify.alarmBus
+  follower('alarm_bus_appends_total', 'Alarm datagrams this instance appended to the shared stream.', () => bus?.stats.appended ?? 0)
+  follower('alarm_bus_dedup_total', 'Alarm datagrams not appended: the same bytes were already appended within ALARM_DEDUP_MS (by any instance).', () => bus?.stats.deduplicated ?? 0)
+  follower('alarm_bus_lost_total', 'Alarm datagrams that could not be stored (Redis unreachable and the queue full); the stream holds a gap in their place.', () => bus?.stats.lost ?? 0)
+  follower('alarm_bus_errors_total', 'Failed Redis commands and connection errors of the alarm bus.', () => bus?.stats.errors ?? 0)
+  follower('alarm_bus_restarts_total', 'Times the shared stream had a new identity (lost or flushed): alarm clients were restarted.', () => bus?.stats.restarts ?? 0)
+  gauge('alarm_bus_pending', 'Alarm datagrams waiting to be appended to the shared stream.', () => bus?.pending ?? 0)
+  gauge('alarm_bus_connected', '1 when the alarm bus reads (and, when ingesting, appends to) the shared stream, 0 when not, -1 without ALARM_BUS_URL.',
+    () => bus === null || bus === undefined ? -1 : bus.connected ? 1 : 0)
 
   // The operator API (plugins/admin.ts), when registered before: its drain switch and actions.
   const operator = fastify.hasDecorator('operator') ? fastify.operator : undefined

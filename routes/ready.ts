@@ -83,6 +83,13 @@ export default async function readyRoutes (fastify: FastifyInstance): Promise<vo
       const health = feed.health()
       alarms = health.ok ? 'ok' : health.reason
     }
+    // Cluster mode: the alarms reach browsers only through the shared stream, ingesting or not.
+    const bus = fastify.alarmBus
+    if (bus !== null && bus !== undefined) {
+      const health = bus.health()
+      if (!health.ok) alarms = health.reason
+      else if (alarms === 'disabled') alarms = 'ok'
+    }
     // An operator's drain (POST /admin/drain) takes the instance out of rotation on purpose.
     const draining = fastify.operator.draining ? 'drained by an operator' : 'ok'
     const checks = { legacy: legacyState, alarms, draining }

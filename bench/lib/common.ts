@@ -24,7 +24,8 @@ const OPTIONS = {
   systems: { type: 'string' },
   users: { type: 'string' },
   warmup: { type: 'string' },
-  windows: { type: 'string' }
+  windows: { type: 'string' },
+  bus: { type: 'string' }
 } as const satisfies NonNullable<ParseArgsConfig['options']>
 
 export type OptionName = keyof typeof OPTIONS
