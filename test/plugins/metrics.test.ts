@@ -1,4 +1,5 @@
 import { test } from 'tap'
+import { readFile } from 'node:fs/promises'
 import { EventEmitter } from 'node:events'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
@@ -252,4 +253,14 @@ test('websocket_clients counts the open alarm WebSockets, also without ALARM_URL
     open = value(await scrape(app), 'legacy_gateway_websocket_clients')
   }
   t.equal(open, 0, 'none once it closed')
+})
+
+test('docs/OPERATIONS.md lists every metric of the gateway, and no other', async (t) => {
+  const { app } = await build(t)
+  const { types } = parseProm((await app.inject({ url: '/metrics' })).body)
+  const exposed = [...types.keys()].filter(name => name.startsWith('legacy_gateway_')).sort()
+  const docs = await readFile(new URL('../../../docs/OPERATIONS.md', import.meta.url), 'utf8')
+  const documented = [...docs.matchAll(/^\| `(legacy_gateway_[a-z0-9_]+)` \|/gm)].map(m => m[1] as string).sort()
+  t.ok(exposed.length > 15, `${exposed.length} metrics`)
+  t.same(documented, exposed, 'the Metrics table of docs/OPERATIONS.md')
 })
