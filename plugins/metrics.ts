@@ -79,6 +79,8 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   }
 
   gauge('sessions_open', 'Sessions open now (each holds one pinned legacy connection).', () => sessions.size)
+  // Beside sessions_open, so that an alert can say "near the limit" without a copy of the setting.
+  gauge('max_sessions', 'MAX_SESSIONS: logins beyond it are answered 503 TOO_MANY_SESSIONS.', () => fastify.config.maxSessions)
   const opened = new Counter({
     name: `${PREFIX}sessions_opened_total`,
     help: 'Sessions opened (successful logins).',
@@ -164,6 +166,11 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   follower('alarms_malformed_total', 'Alarm datagrams that were neither well-formed XML nor JSON (forwarded as text) or had bytes invalid in their charset (forwarded as base64).', () => feed?.stats.malformed ?? 0)
   follower('alarm_subscribes_sent_total', 'Subscribe datagrams sent to the alarm server.', () => feed?.stats.subscribesSent ?? 0)
   follower('alarm_subscribe_errors_total', 'Subscribe datagrams that could not be sent.', () => feed?.stats.subscribeErrors ?? 0)
+  // Silence is measured from the feed's start until the first datagram: a feed that never hears
+  // anything goes stale too. 0 without ALARM_URL (alarm_feed_up is then -1).
+  const feedStartedAt = Date.now()
+  gauge('alarm_last_received_timestamp_seconds', 'Unix time of the last datagram accepted from the alarm server (the feed\'s start until the first one; 0 without ALARM_URL).',
+    () => feed === null || feed === undefined ? 0 : (feed.lastDatagramAt ?? feedStartedAt) / 1000)
   gauge('alarm_last_seq', 'Sequence number of the last alarm received by this process (restarts at 0 with the process); with ALARM_BUS_URL, the last seq read from the shared stream.', () => (fastify.alarmBus ?? feed)?.lastSeq ?? 0)
   gauge('alarm_feed_up', '1 when the alarm socket is bound and subscribes go out, 0 when not, -1 without ALARM_URL.',
     () => feed === null || feed === undefined ? -1 : feed.health().ok ? 1 : 0)

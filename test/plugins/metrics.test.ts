@@ -1,4 +1,5 @@
 import { test } from 'tap'
+import { readFile } from 'node:fs/promises'
 import { EventEmitter } from 'node:events'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
@@ -67,7 +68,17 @@ test('GET /metrics: Prometheus text with process metrics and every series from t
     t.equal(value(samples, 'legacy_gateway_alarms_dropped_total', { reason }), 0, `dropped{reason=${reason}} exists at 0`)
   }
   t.equal(value(samples, 'legacy_gateway_alarm_feed_up'), -1, 'no ALARM_URL: -1')
+  t.equal(value(samples, 'legacy_gateway_alarm_last_received_timestamp_seconds'), 0, 'no ALARM_URL: 0')
+  t.equal(value(samples, 'legacy_gateway_max_sessions'), 10000, 'the MAX_SESSIONS default')
   t.equal(value(samples, 'legacy_gateway_websocket_clients'), 0)
+})
+
+test('max_sessions is the configured MAX_SESSIONS, beside sessions_open', async (t) => {
+  const { app } = await build(t, { env: { MAX_SESSIONS: '2' } })
+  await login(app, 'alice')
+  const m = await scrape(app)
+  t.equal(value(m, 'legacy_gateway_max_sessions'), 2)
+  t.equal(value(m, 'legacy_gateway_sessions_open'), 1)
 })
 
 test('two apps in one process each count their own calls', async (t) => {
@@ -130,6 +141,7 @@ test('alarm numbers are read from the feed and the hub at scrape time and never 
   const store = Object.assign(new EventEmitter(), { size: 0, queueDepth: () => 0 })
   const feed = {
     lastSeq: 0,
+    lastDatagramAt: undefined as number | undefined,
     healthy: true,
     stats: { received: 0, malformed: 0, dropped: { spoofed: 0, oversized: 0 }, subscribesSent: 1, subscribeErrors: 0 },
     health () { return this.healthy ? { ok: true as const } : { ok: false as const, reason: 'subscribe failed: EHOSTUNREACH' } }
@@ -137,16 +149,23 @@ test('alarm numbers are read from the feed and the hub at scrape time and never 
   const hub = { clients: 0, stats: { forwarded: 0, cutOff: 0 } }
   const app = Fastify()
   t.teardown(() => app.close())
-  await app.register(fp(async (f) => { f.decorate('sessions', store as never) }, { name: 'sessions' }))
+  await app.register(fp(async (f) => {
+    f.decorate('config', { maxSessions: 50 } as never)
+    f.decorate('sessions', store as never)
+  }, { name: 'sessions' }))
   await app.register(fp(async (f) => {
     f.decorate('alarms', feed as never)
     f.decorate('alarmHub', hub as never)
   }, { name: 'alarms' }))
   await app.register(metricsPlugin)
 
+  const registered = Date.now() / 1000
   let m = await scrape(app)
   t.equal(value(m, 'legacy_gateway_alarm_subscribes_sent_total'), 1)
   t.equal(value(m, 'legacy_gateway_alarm_feed_up'), 1)
+  t.equal(value(m, 'legacy_gateway_max_sessions'), 50)
+  const since = value(m, 'legacy_gateway_alarm_last_received_timestamp_seconds') ?? 0
+  t.ok(since > registered - 5 && since <= Date.now() / 1000, `no datagram yet: silence counts from the feed's start (${since})`)
 
   feed.stats.received = 5
   hub.stats.forwarded = 12
@@ -157,7 +176,9 @@ test('alarm numbers are read from the feed and the hub at scrape time and never 
   feed.lastSeq = 5
   hub.clients = 3
   feed.healthy = false
+  feed.lastDatagramAt = 1_700_000_000_250
   m = await scrape(app)
+  t.equal(value(m, 'legacy_gateway_alarm_last_received_timestamp_seconds'), 1_700_000_000.25, 'the last datagram, in seconds')
   t.equal(value(m, 'legacy_gateway_alarms_received_total'), 5)
   t.equal(value(m, 'legacy_gateway_alarms_forwarded_total'), 12)
   t.equal(value(m, 'legacy_gateway_alarms_malformed_total'), 1)
@@ -212,6 +233,9 @@ test('alarms flowing from the simulator through the real feed move the alarm ser
   t.equal(value(m, 'legacy_gateway_alarms_dropped_total', { reason: 'spoofed' }), 1)
   t.equal(value(m, 'legacy_gateway_alarm_feed_up'), 1)
   t.ok((value(m, 'legacy_gateway_alarm_subscribes_sent_total') ?? 0) >= 1)
+  const last = value(m, 'legacy_gateway_alarm_last_received_timestamp_seconds') ?? 0
+  t.equal(last, (gw.alarms?.lastDatagramAt ?? 0) / 1000, 'the time of the last datagram the feed accepted')
+  t.ok(last > Date.now() / 1000 - 30, 'and it is recent')
 })
 
 test('websocket_clients counts the open alarm WebSockets, also without ALARM_URL', async (t) => {
@@ -229,4 +253,14 @@ test('websocket_clients counts the open alarm WebSockets, also without ALARM_URL
     open = value(await scrape(app), 'legacy_gateway_websocket_clients')
   }
   t.equal(open, 0, 'none once it closed')
+})
+
+test('docs/OPERATIONS.md lists every metric of the gateway, and no other', async (t) => {
+  const { app } = await build(t)
+  const { types } = parseProm((await app.inject({ url: '/metrics' })).body)
+  const exposed = [...types.keys()].filter(name => name.startsWith('legacy_gateway_')).sort()
+  const docs = await readFile(new URL('../../../docs/OPERATIONS.md', import.meta.url), 'utf8')
+  const documented = [...docs.matchAll(/^\| `(legacy_gateway_[a-z0-9_]+)` \|/gm)].map(m => m[1] as string).sort()
+  t.ok(exposed.length > 15, `${exposed.length} metrics`)
+  t.same(documented, exposed, 'the Metrics table of docs/OPERATIONS.md')
 })
