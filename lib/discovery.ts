@@ -28,6 +28,8 @@ export interface Catalogue {
 export type Caller = (method: string, params: JsonValue[]) => Promise<JsonValue>
 
 export interface DiscoveryOptions {
+  /** LEGACY_MULTICALL: `auto` learns from the catalogue (and from batches, which set `multicall`). */
+  multicall: 'auto' | 'true' | 'false'
   ttlMs: number
   fillMs: number
   maxMethods: number
@@ -38,12 +40,18 @@ export interface DiscoveryOptions {
 const NO_INTROSPECTION: Catalogue = Object.freeze({ introspection: false, methods: [], multicall: false }) as Catalogue
 
 export class Discovery {
+  /**
+   * Whether batches travel as one system.multicall: forced by LEGACY_MULTICALL, or in auto mode
+   * what was learned (from the catalogue, or a batch's first attempt); undefined until then.
+   */
+  multicall: boolean | undefined
   private cached: { catalogue: Catalogue, until: number } | undefined
   private filling: Promise<Catalogue> | undefined
   private readonly opts: Required<DiscoveryOptions>
 
   constructor (opts: DiscoveryOptions) {
     this.opts = { chunk: 100, ...opts }
+    this.multicall = opts.multicall === 'auto' ? undefined : opts.multicall === 'true'
   }
 
   /** The catalogue if it is filled and fresh, without asking anyone. */
@@ -57,6 +65,7 @@ export class Discovery {
     if (fresh !== undefined) return fresh
     this.filling ??= this.fill(call).then((catalogue) => {
       this.cached = { catalogue, until: Date.now() + this.opts.ttlMs }
+      if (this.opts.multicall === 'auto' && catalogue.introspection) this.multicall = catalogue.multicall
       return catalogue
     }).finally(() => { this.filling = undefined })
     return await this.filling
