@@ -9,6 +9,7 @@
 // (p99 >= 100 ms, or loss): past that the gateway only queues (up to WS_MAX_BUFFERED_BYTES per client).
 //
 //   node dist/bench/alarms.js [--clients 100,1000,5000] [--rates 10,25,50,100,200,400,800] [--duration 5]
+//     [--bus redis://127.0.0.1:6390]  (also the same ladder through the Redis stream, cluster mode)
 //   (BENCH_CLIENTS, BENCH_RATES, BENCH_DURATION s, BENCH_LOG_LEVEL; BENCH_GATEWAY_FLAGS: extra node
 //   flags for the gateway, e.g. --trace-gc)
 import { setTimeout as delay } from 'node:timers/promises'
@@ -29,7 +30,11 @@ interface WsClient {
   closeCode: number | undefined
 }
 
+type Feed = 'in-process' | 'redis'
+
 interface CellResult {
+  /** Where the alarms went through: the in-process feed, or the Redis stream (cluster mode). */
+  feed: Feed
   clients: number
   rate: number
   /** 2: the same cell again after a miss. */
@@ -128,136 +133,153 @@ async function main (): Promise<void> {
   const most = Math.max(...clientCounts)
   const bus = option('bus', 'BENCH_ALARM_BUS', '')
 
+  const clocks: Array<{ feed: Feed, offsetMs: number, uncertaintyMs: number }> = []
   const sim = await startChild('simulator')
-  const gateway = await startChild('gateway', {
-    env: {
-      LEGACY_URL: sim.rpcUrl as string,
-      ALARM_URL: sim.alarmUrl as string,
-      LOG_LEVEL: option('log-level', 'BENCH_LOG_LEVEL', 'warn'),
-      LOGIN_RATE_LIMIT: '0',
-      MAX_SESSIONS: String(most + 1000),
-      COOKIE_SECURE: 'false',
-      // Cluster mode: --bus redis://127.0.0.1:6379 measures the fan-out through the Redis stream
-      // (lib/alarm-bus.ts) instead of the in-process feed; run it both ways to compare.
-      ...(bus === '' ? {} : { ALARM_BUS_URL: bus, ALARM_STREAM: `bench:alarms:${process.pid}` })
-    },
-    execArgv: gatewayFlags()
-  })
-  log(bus === '' ? 'alarms: in-process feed' : `alarms: through the Redis stream at ${bus}`)
-  const clock = await sim.clockOffset()
-  log(`simulator clock offset ${round(clock.offsetMs, 3)} ms ± ${round(clock.uncertaintyMs, 3)} ms (corrected for)`)
+  // --bus redis://…: the same ladder through the Redis stream (cluster mode, lib/alarm-bus.ts),
+  // measured right after the in-process feed in the same run, so the two rows compare.
+  const feeds: Feed[] = bus === '' ? ['in-process'] : ['in-process', 'redis']
   const cells: CellResult[] = []
-  const highest: Array<{ clients: number, highestRateHeld: number | null }> = []
+  const highest: Array<{ feed: Feed, clients: number, highestRateHeld: number | null }> = []
   try {
-    const needed = most * 2 + 200
-    for (const child of [gateway, sim]) {
-      if (child.fdLimit() < needed) throw new Error(`${child.kind} may open only ${child.fdLimit()} files, ${needed} are needed`)
-    }
-    const cookies = await loginAll(gateway.url, most)
-    log(`${most} sessions logged in`)
-
-    let h = latencyHistogram()
-    const seen = new Set<number>()
-    const onAlarm = (_c: WsClient, seq: number, sentAt: number): void => {
-      seen.add(seq)
-      recordMs(h, performance.timeOrigin + performance.now() - (sentAt - clock.offsetMs))
-    }
-
-    // The subscription is live once a test alarm reaches a client.
-    {
-      const probe = await connect(gateway.url, cookies[0] as string, onAlarm)
-      for (let i = 0; i < 100 && probe.received === 0; i++) {
-        await sim.sendAlarms(20, 100)
-        await delay(100)
-      }
-      if (probe.received === 0) throw new Error('no alarm reached a WebSocket client: is the gateway subscribed?')
-      probe.ws.terminate()
-    }
-
-    for (const n of clientCounts) {
-      const clients: WsClient[] = new Array(n)
-      await pool(n, 50, async (i) => { clients[i] = await connect(gateway.url, cookies[i] as string, onAlarm) })
-      log(`${n} WebSocket clients open`)
-      const runCell = async (rate: number, attempt: number): Promise<CellResult> => {
-        h = latencyHistogram()
-        seen.clear()
-        const before = clients.map(c => c.received)
-        const gaps0 = clients.reduce((s, c) => s + c.gaps, 0)
-        const cpu0 = { gateway: gateway.cpuMicros(), simulator: sim.cpuMicros(), own: process.cpuUsage(), machine: machineBusyMicros() }
-        const started = performance.now()
-        const { sent } = await sim.sendAlarms(rate, durationMs)
-        // Drain: what is still on its way gets up to 5 s (it already misses the bound then). The
-        // gateway sends in batches of up to 10 ms: the last datagrams may not have reached any
-        // client yet, so nothing is judged before that window has passed.
-        await delay(50)
-        const deadline = performance.now() + 5000
-        const behind = (): boolean => clients.some((c, i) => !c.closed && c.received - (before[i] as number) < seen.size)
-        while (performance.now() < deadline && behind()) await delay(20)
-        const wall = (performance.now() - started) / 1000
-        const ownCpu = process.cpuUsage(cpu0.own)
-        const received = clients.reduce((s, c, i) => s + c.received - (before[i] as number), 0)
-        const stillOpen = clients.filter(c => !c.closed).length
-        const gaps = clients.reduce((s, c) => s + c.gaps, 0) - gaps0
-        let missing = 0
-        clients.forEach((c, i) => { if (!c.closed) missing += Math.max(0, seen.size - (c.received - (before[i] as number))) })
-        const latency = latencyOf(h)
-        const cpu = {
-          gateway: (gateway.cpuMicros() - cpu0.gateway) / 1e6 / wall * 100,
-          loadGenerator: (ownCpu.user + ownCpu.system) / 1e6 / wall * 100,
-          simulator: (sim.cpuMicros() - cpu0.simulator) / 1e6 / wall * 100
-        }
-        const cell: CellResult = {
-          clients: n,
-          rate,
-          attempt,
-          sent,
-          deliveredPerSec: round(received / (durationMs / 1000), 0),
-          offeredPerSec: rate * n,
-          latency,
-          udpLost: sent - seen.size,
-          lost: Math.max(gaps, missing),
-          cutOff: n - stillOpen,
-          cpu: { gateway: round(cpu.gateway, 0), loadGenerator: round(cpu.loadGenerator, 0), simulator: round(cpu.simulator, 0) },
-          otherCpuPct: round(Math.max(0, (machineBusyMicros() - cpu0.machine) / 1e6 / wall * 100 - cpu.gateway - cpu.loadGenerator - cpu.simulator), 0),
-          held: false
-        }
-        cell.held = latency.p99 <= P99_BOUND_MS && cell.lost === 0 && cell.cutOff === 0 && cell.udpLost === 0
-        cells.push(cell)
-        log(`${n} clients, ${rate} alarms/s${attempt > 1 ? ' (retry)' : ''}: ${cell.deliveredPerSec} delivered/s, p50 ${latency.p50} ms, p99 ${latency.p99} ms, ` +
-          `lost ${cell.lost}, udp lost ${cell.udpLost}, cut off ${cell.cutOff}, CPU% gateway ${cell.cpu.gateway} loadgen ${cell.cpu.loadGenerator} other ${cell.otherCpuPct}`)
-        await delay(500)
-        return cell
-      }
-      let held: number | null = null
-      for (const rate of rates) {
-        // A shared machine can spoil one cell: a miss is tried once more before the ladder stops.
-        let cell = await runCell(rate, 1)
-        if (!cell.held && cell.cutOff === 0) cell = await runCell(rate, 2)
-        if (!cell.held) break
-        held = rate
-      }
-      highest.push({ clients: n, highestRateHeld: held })
-      for (const c of clients) c.ws.terminate()
-      await delay(1000)
-    }
+    for (const feed of feeds) await runFeed(feed)
   } finally {
-    // SIGTERM, as in production (and --cpu-prof, if given in --gateway-flags, writes its profile).
-    await gateway.stop()
     await sim.kill()
+  }
+
+  async function runFeed (feed: Feed): Promise<void> {
+    const gateway = await startChild('gateway', {
+      env: {
+        LEGACY_URL: sim.rpcUrl as string,
+        ALARM_URL: sim.alarmUrl as string,
+        LOG_LEVEL: option('log-level', 'BENCH_LOG_LEVEL', 'warn'),
+        LOGIN_RATE_LIMIT: '0',
+        MAX_SESSIONS: String(most + 1000),
+        COOKIE_SECURE: 'false',
+        ...(feed === 'in-process' ? {} : { ALARM_BUS_URL: bus, ALARM_STREAM: `bench:alarms:${process.pid}` })
+      },
+      execArgv: gatewayFlags()
+    })
+    log(feed === 'in-process' ? 'alarms: in-process feed' : `alarms: through the Redis stream at ${bus}`)
+    const clock = await sim.clockOffset()
+    log(`simulator clock offset ${round(clock.offsetMs, 3)} ms ± ${round(clock.uncertaintyMs, 3)} ms (corrected for)`)
+    clocks.push({ feed, ...clock })
+    try {
+      const needed = most * 2 + 200
+      for (const child of [gateway, sim]) {
+        if (child.fdLimit() < needed) throw new Error(`${child.kind} may open only ${child.fdLimit()} files, ${needed} are needed`)
+      }
+      const cookies = await loginAll(gateway.url, most)
+      log(`${most} sessions logged in`)
+
+      let h = latencyHistogram()
+      const seen = new Set<number>()
+      const onAlarm = (_c: WsClient, seq: number, sentAt: number): void => {
+        seen.add(seq)
+        recordMs(h, performance.timeOrigin + performance.now() - (sentAt - clock.offsetMs))
+      }
+
+      // The subscription is live once a test alarm reaches a client.
+      {
+        const probe = await connect(gateway.url, cookies[0] as string, onAlarm)
+        for (let i = 0; i < 100 && probe.received === 0; i++) {
+          await sim.sendAlarms(20, 100)
+          await delay(100)
+        }
+        if (probe.received === 0) throw new Error('no alarm reached a WebSocket client: is the gateway subscribed?')
+        probe.ws.terminate()
+      }
+
+      for (const n of clientCounts) {
+        const clients: WsClient[] = new Array(n)
+        await pool(n, 50, async (i) => { clients[i] = await connect(gateway.url, cookies[i] as string, onAlarm) })
+        log(`${n} WebSocket clients open`)
+        const runCell = async (rate: number, attempt: number): Promise<CellResult> => {
+          h = latencyHistogram()
+          seen.clear()
+          const before = clients.map(c => c.received)
+          const gaps0 = clients.reduce((s, c) => s + c.gaps, 0)
+          const cpu0 = { gateway: gateway.cpuMicros(), simulator: sim.cpuMicros(), own: process.cpuUsage(), machine: machineBusyMicros() }
+          const started = performance.now()
+          const { sent } = await sim.sendAlarms(rate, durationMs)
+          // Drain: what is still on its way gets up to 5 s (it already misses the bound then). The
+          // gateway sends in batches of up to 10 ms: the last datagrams may not have reached any
+          // client yet, so nothing is judged before that window has passed.
+          await delay(50)
+          const deadline = performance.now() + 5000
+          const behind = (): boolean => clients.some((c, i) => !c.closed && c.received - (before[i] as number) < seen.size)
+          while (performance.now() < deadline && behind()) await delay(20)
+          const wall = (performance.now() - started) / 1000
+          const ownCpu = process.cpuUsage(cpu0.own)
+          const received = clients.reduce((s, c, i) => s + c.received - (before[i] as number), 0)
+          const stillOpen = clients.filter(c => !c.closed).length
+          const gaps = clients.reduce((s, c) => s + c.gaps, 0) - gaps0
+          let missing = 0
+          clients.forEach((c, i) => { if (!c.closed) missing += Math.max(0, seen.size - (c.received - (before[i] as number))) })
+          const latency = latencyOf(h)
+          const cpu = {
+            gateway: (gateway.cpuMicros() - cpu0.gateway) / 1e6 / wall * 100,
+            loadGenerator: (ownCpu.user + ownCpu.system) / 1e6 / wall * 100,
+            simulator: (sim.cpuMicros() - cpu0.simulator) / 1e6 / wall * 100
+          }
+          const cell: CellResult = {
+            feed,
+            clients: n,
+            rate,
+            attempt,
+            sent,
+            deliveredPerSec: round(received / (durationMs / 1000), 0),
+            offeredPerSec: rate * n,
+            latency,
+            udpLost: sent - seen.size,
+            lost: Math.max(gaps, missing),
+            cutOff: n - stillOpen,
+            cpu: { gateway: round(cpu.gateway, 0), loadGenerator: round(cpu.loadGenerator, 0), simulator: round(cpu.simulator, 0) },
+            otherCpuPct: round(Math.max(0, (machineBusyMicros() - cpu0.machine) / 1e6 / wall * 100 - cpu.gateway - cpu.loadGenerator - cpu.simulator), 0),
+            held: false
+          }
+          cell.held = latency.p99 <= P99_BOUND_MS && cell.lost === 0 && cell.cutOff === 0 && cell.udpLost === 0
+          cells.push(cell)
+          log(`${feed}: ${n} clients, ${rate} alarms/s${attempt > 1 ? ' (retry)' : ''}: ${cell.deliveredPerSec} delivered/s, p50 ${latency.p50} ms, p99 ${latency.p99} ms, ` +
+          `lost ${cell.lost}, udp lost ${cell.udpLost}, cut off ${cell.cutOff}, CPU% gateway ${cell.cpu.gateway} loadgen ${cell.cpu.loadGenerator} other ${cell.otherCpuPct}`)
+          await delay(500)
+          return cell
+        }
+        let held: number | null = null
+        for (const rate of rates) {
+        // A shared machine can spoil one cell: a miss is tried once more before the ladder stops.
+          let cell = await runCell(rate, 1)
+          if (!cell.held && cell.cutOff === 0) cell = await runCell(rate, 2)
+          if (!cell.held) break
+          held = rate
+        }
+        highest.push({ feed, clients: n, highestRateHeld: held })
+        for (const c of clients) c.ws.terminate()
+        await delay(1000)
+      }
+    } finally {
+    // SIGTERM, as in production (and --cpu-prof, if given in --gateway-flags, writes its profile).
+      await gateway.stop()
+    }
   }
 
   process.stdout.write(`Alarm fan-out, ${durationMs / 1000} s per cell; latency = datagram send (simulator) → WebSocket message (client), ms;\n` +
     'delivered/s = alarm frames received by all clients per second; CPU = % of one core over the cell and its drain; a missed cell is tried once more (retry)\n\n')
   process.stdout.write(table(
-    ['clients', 'alarms/s', 'delivered/s', 'offered/s', 'p50', 'p99', 'max', 'lost', 'UDP lost', 'cut off', 'CPU gateway', 'CPU loadgen', 'CPU sim', 'CPU other', 'p99<=100ms, no loss'],
-    cells.map(c => [c.clients, c.rate, c.deliveredPerSec, c.offeredPerSec, c.latency.p50, c.latency.p99, c.latency.max, c.lost, c.udpLost, c.cutOff, c.cpu.gateway, c.cpu.loadGenerator, c.cpu.simulator, c.otherCpuPct, (c.held ? 'yes' : 'no') + (c.attempt > 1 ? ' (retry)' : '')])
+    ['feed', 'clients', 'alarms/s', 'delivered/s', 'offered/s', 'p50', 'p99', 'max', 'lost', 'UDP lost', 'cut off', 'CPU gateway', 'CPU loadgen', 'CPU sim', 'CPU other', 'p99<=100ms, no loss'],
+    cells.map(c => [c.feed, c.clients, c.rate, c.deliveredPerSec, c.offeredPerSec, c.latency.p50, c.latency.p99, c.latency.max, c.lost, c.udpLost, c.cutOff, c.cpu.gateway, c.cpu.loadGenerator, c.cpu.simulator, c.otherCpuPct, (c.held ? 'yes' : 'no') + (c.attempt > 1 ? ' (retry)' : '')])
   ) + '\n\n')
-  process.stdout.write(table(['clients', 'highest rate held (alarms/s)'], highest.map(h => [h.clients, h.highestRateHeld === null ? 'none' : String(h.highestRateHeld)])) + '\n\n')
+  process.stdout.write(table(['feed', 'clients', 'highest rate held (alarms/s)'], highest.map(h => [h.feed, h.clients, h.highestRateHeld === null ? 'none' : String(h.highestRateHeld)])) + '\n\n')
   // A ladder that stopped below 200 alarms/s has missed it too.
-  const at1000 = highest.find(h => h.clients === 1000)
-  const targetMet = at1000 === undefined ? undefined : (at1000.highestRateHeld ?? 0) >= 200
-  process.stdout.write(`target (1,000 clients at 200 alarms/s, p99 <= 100 ms, no loss): ${targetMet === undefined ? 'not measured' : targetMet ? 'met' : 'MISSED'}\n`)
-  printResult('alarms', { durationMs, clock, cells, highest, targetMet })
+  const targets: Partial<Record<Feed, boolean>> = {}
+  for (const feed of feeds) {
+    const at1000 = highest.find(h => h.feed === feed && h.clients === 1000)
+    if (at1000 !== undefined) targets[feed] = (at1000.highestRateHeld ?? 0) >= 200
+    const met = targets[feed]
+    process.stdout.write(`target, ${feed} (1,000 clients at 200 alarms/s, p99 <= 100 ms, no loss): ${met === undefined ? 'not measured' : met ? 'met' : 'MISSED'}\n`)
+  }
+  const measured = Object.values(targets)
+  const targetMet = measured.length === 0 ? undefined : measured.every(Boolean)
+  printResult('alarms', { durationMs, clocks, cells, highest, targets, targetMet })
 }
 
 main().catch((err: unknown) => {
