@@ -10,13 +10,13 @@ import type { Test } from 'tap'
 import { freePort } from './free-port.js'
 
 /**
- * A real nginx running a shipped site of deploy/ on loopback, for the cluster test
- * (test/slow/cluster.test.ts). The same steps as test/slow/nginx.test.ts (which keeps its own copy
- * and checks the site's details): the upstream addresses become the test's gateways, the HTTPS
- * server listens in plain HTTP, the HTTP→HTTPS redirect is left out; all else is used as shipped.
+ * A real nginx running a shipped site of deploy/ on loopback, for the slow tests
+ * (test/slow/nginx.test.ts, test/slow/cluster.test.ts): the upstream addresses become the test's
+ * gateways, the HTTPS server listens in plain HTTP, the HTTP→HTTPS redirect is left out; all else
+ * is used as shipped.
  */
 
-const DEPLOY = fileURLToPath(new URL('../../deploy/', import.meta.url))
+export const DEPLOY = fileURLToPath(new URL('../../deploy/', import.meta.url))
 
 export function findNginx (): string | undefined {
   if (process.env.NGINX !== undefined) return process.env.NGINX
@@ -54,7 +54,13 @@ function statements (conf: string): string[] {
   return out.filter(Boolean)
 }
 
-function siteForTest (shipped: string, listen: string, upstreams: Record<string, string>): string {
+/**
+ * The shipped site, made runnable on loopback without certificates: the upstream addresses
+ * become the test's gateways, the HTTPS server listens on `listen` in plain HTTP, and the
+ * HTTP→HTTPS redirect server is left out. Everything else (maps, upstream groups, locations,
+ * headers, timeouts) is used exactly as shipped.
+ */
+export function siteForTest (shipped: string, listen: string, upstreams: Record<string, string>): string {
   const kept: string[] = []
   for (const statement of statements(shipped)) {
     if (/^server\s*\{/.test(statement)) {
@@ -79,7 +85,9 @@ function siteForTest (shipped: string, listen: string, upstreams: Record<string,
   return kept.join('\n\n') + '\n'
 }
 
-function mainConfig (dir: string, site: string): string {
+export function mainConfig (dir: string, site: string): string {
+  // Running as root, nginx's workers would switch to an unprivileged user that cannot write the
+  // temporary directories below.
   const user = process.getuid?.() === 0 ? 'user root;\n' : ''
   return `${user}worker_processes 1;
 events { worker_connections 1024; }
