@@ -159,6 +159,9 @@ export class VirtualUser {
   }
 
   /** Logs in (sending the previous cookie, as a browser would); true when a new session exists. */
+  /** The outcome of the last login ("200 OK", "503 UPSTREAM_UNAVAILABLE", …), for reports. */
+  lastLogin = ''
+
   async login (): Promise<boolean> {
     const previous = this.session
     const headers: Record<string, string> = { ...JSON_TYPE }
@@ -166,10 +169,12 @@ export class VirtualUser {
     const sent = await send(this.ctx, { method: 'POST', path: '/api/login', headers, body: JSON.stringify({ username: this.user, password: this.user }) })
     if (!sent.ok) {
       networkFailure(this.ctx, 'login', sent, { user: this.user })
+      this.lastLogin = 'network failure'
       return false
     }
     const a = sent.answer
     const code = judge(this.ctx, 'login', a, { allowed: LOGIN_CODES, boundMs: this.ctx.connectTimeoutMs + this.ctx.timeoutMs + this.ctx.marginMs, detail: { user: this.user } })
+    this.lastLogin = `${a.status} ${code}`
     if (code !== 'OK') return false
     const body = a.json as { user?: unknown, result?: { user?: unknown, socket?: unknown } } | undefined
     const cookie = sessionCookie(a.setCookie)

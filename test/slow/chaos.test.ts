@@ -70,18 +70,28 @@ const HANDLES_SLACK = 2
 // The runner kills a test file after its timeout (60 s in package.json): this one needs longer.
 tap.setTimeout(DURATION_MS + 180_000)
 
-function getGc (): () => void {
-  const existing = (globalThis as { gc?: () => void }).gc
+type Gc = (options?: { type: 'major', execution: 'sync', flavor: 'last-resort' }) => void
+
+function getGc (): Gc {
+  const existing = (globalThis as { gc?: Gc }).gc
   if (typeof existing === 'function') return existing
   // Without --expose-gc: the flag can still be set at run time and gc taken from a new context.
   v8.setFlagsFromString('--expose-gc')
-  return vm.runInNewContext('gc') as () => void
+  return vm.runInNewContext('gc') as Gc
 }
 
+/**
+ * What the process retains, not what it keeps for reuse. Since V8 12 (Node 22+) the pages a
+ * collection frees stay in a pool, committed and in RSS (≈ 240 MB after this run on Node 24/26,
+ * against a heap back at its baseline); a last-resort collection, the one V8 runs itself under
+ * memory pressure, gives the pool back. Node 20's V8 returns the pages after an ordinary one.
+ */
 async function fullGc (): Promise<void> {
   const gc = getGc()
   for (let i = 0; i < 3; i++) {
-    gc()
+    // Node 20's V8 (11.3) takes an options object as a request for a collection later, not now.
+    if (Number(process.versions.v8.split('.')[0]) >= 12) gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })
+    else gc()
     await sleep(100)
   }
 }
@@ -274,9 +284,21 @@ test('chaos: faults under load, invariants on every answer', { timeout: DURATION
   if (ready === 404) t.comment('/readyz does not exist yet: readiness not asserted')
   else t.equal(ready, 200, 'recovery: /readyz answers 200 after the last fault (within 10 s)')
   const recoveryFailures: string[] = []
+  // 50 fresh connections and logins at once, each with a 500 ms legacy deadline, on a loaded
+  // machine: a transient 503/504 is a right answer (the browser retries), so a login gets three
+  // tries; what the first tries answered is reported.
+  const retried: string[] = []
   await Promise.all(users.map(async (vu) => {
-    if (!await vu.login()) {
-      recoveryFailures.push(`${vu.user}: login`)
+    let loggedIn = false
+    for (let attempt = 1; attempt <= 3 && !loggedIn; attempt++) {
+      loggedIn = await vu.login()
+      if (!loggedIn && attempt < 3) {
+        retried.push(`${vu.user}: ${vu.lastLogin}`)
+        await sleep(200)
+      }
+    }
+    if (!loggedIn) {
+      recoveryFailures.push(`${vu.user}: login ${vu.lastLogin}`)
       return
     }
     for (const op of ['whoami', 'xml', 'echo', 'sleep'] as const) {
@@ -284,7 +306,8 @@ test('chaos: faults under load, invariants on every answer', { timeout: DURATION
       if (code !== 'OK') recoveryFailures.push(`${vu.user}: ${op} ${code}`)
     }
   }))
-  t.same(recoveryFailures, [], 'recovery: every user logs in anew and every call succeeds')
+  if (retried.length > 0) t.comment(`recovery: logins tried again after ${retried.join(', ')}`)
+  t.same(recoveryFailures, [], 'recovery: every user logs in anew (within three tries) and every call succeeds')
   phase('recovery')
 
   // Everyone logs out and every client goes away.
@@ -357,7 +380,8 @@ test('chaos: faults under load, invariants on every answer', { timeout: DURATION
     `-- slowloris: ${loris.all.length} opened, ${lorisResult.closedByServer} closed by the server (lifetimes ${lorisResult.lifetimesMs.length > 0 ? `${Math.min(...lorisResult.lifetimesMs)}–${Math.max(...lorisResult.lifetimesMs)} ms` : 'n/a'})`,
     '-- slowest answers',
     ...latency,
-    `-- memory: rss ${mb(baseline.memory.rss)} → ${mb(memory.rss)} MB, heap used ${mb(baseline.memory.heapUsed)} → ${mb(memory.heapUsed)} MB; handles ${total(baseline.handles)} → ${total(after)} ${JSON.stringify(after)}`
+    `-- memory: rss ${mb(baseline.memory.rss)} → ${mb(memory.rss)} MB, heap used ${mb(baseline.memory.heapUsed)} → ${mb(memory.heapUsed)} MB; handles ${total(baseline.handles)} → ${total(after)} ${JSON.stringify(after)}`,
+    `   V8 heap committed ${mb(baseline.memory.heapTotal)} → ${mb(memory.heapTotal)} MB, external ${mb(baseline.memory.external)} → ${mb(memory.external)} MB (array buffers ${mb(baseline.memory.arrayBuffers)} → ${mb(memory.arrayBuffers)}), rss outside the V8 heap ${mb(baseline.memory.rss - baseline.memory.heapTotal)} → ${mb(memory.rss - memory.heapTotal)} MB`
   ]
   for (const line of report) t.comment(line)
 })
