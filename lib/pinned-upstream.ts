@@ -20,7 +20,10 @@ import { Pool, buildConnector, util as undiciUtil, type Dispatcher } from 'undic
  *   treat HEAD as GET) would have it read as the answer to the next call. HEAD goes upstream as GET
  *   and the body is dropped, so every byte the server sends belongs to the answer being read;
  * - an unsolicited `100 Continue` (old IIS and servlet stacks send one to every POST) destroys the
- *   socket; RFC 9110 §15.2 says a client skips a 1xx it did not ask for, as undici does for 102/103.
+ *   socket; RFC 9110 §15.2 says a client skips a 1xx it did not ask for, as undici does for 102/103;
+ * - a 304 with a Content-Length (allowed by RFC 9110 §8.6) destroys the socket as a length mismatch;
+ * - a 204 or 304 that announces a body anyway is taken as complete, and the socket reused: the
+ *   body, when it comes, is read as the next call's answer. Such a socket is ended after the answer.
  */
 
 // setTimeout's ceiling (about 24.8 days); undici arms its keep-alive timer with a native timer.
@@ -118,27 +121,48 @@ const EMPTY = Buffer.alloc(0)
 type HeadersComplete = (statusCode: number, upgrade: boolean, shouldKeepAlive: boolean) => number
 
 /**
- * undici's HTTP/1 parser destroys the socket on a `100 Continue` it did not ask for
- * (lib/dispatcher/client-h1.js, onHeadersComplete) but skips every other 1xx. This parser (a class
- * instance under `Symbol('parser')` on the socket, created once undici takes the socket) is made to
- * read a 100 as the interim answer it is. It is looked up at the first readable event, which can
- * only come after undici sent the first request, so after it created the parser.
+ * Two answers that undici's HTTP/1 parser (lib/dispatcher/client-h1.js) turns into a destroyed
+ * socket, although HTTP allows them:
+ * - a `100 Continue` it did not ask for (onHeadersComplete destroys the socket on it, but skips
+ *   every other 1xx): read as the interim answer it is;
+ * - a 304 with a Content-Length, which RFC 9110 §8.6 allows (the size of the representation not
+ *   sent; ASP.NET MVC and ReactPHP send it): onMessageComplete compares it with the bytes read (none)
+ *   and destroys the socket, ending the session on a correct answer. For 204 and 304 (which never
+ *   have a body) the parsed length is cleared before that check; the header stays in the answer,
+ *   where `send` judges it (framingInDoubt).
+ * This parser (a class instance under `Symbol('parser')` on the socket, created once undici takes
+ * the socket) is looked up at the first readable event, which can only come after undici sent the
+ * first request, so after it created the parser.
  * test/routes/api/legacy-edge.test.ts fails if an undici upgrade moves the parser.
  */
-function skipUnsolicitedContinue (socket: Socket): void {
+function adjustParser (socket: Socket): void {
   socket.prependOnceListener('readable', () => {
     const target = socket as unknown as Record<symbol, unknown>
     for (const key of Object.getOwnPropertySymbols(socket)) {
       if (key.description !== 'parser') continue
-      const parser = target[key] as { onHeadersComplete?: HeadersComplete } | null
+      const parser = target[key] as { onHeadersComplete?: HeadersComplete, contentLength?: unknown } | null
       const original = parser?.onHeadersComplete
       if (parser === null || typeof original !== 'function') return
-      parser.onHeadersComplete = function (this: unknown, statusCode, upgrade, shouldKeepAlive) {
+      parser.onHeadersComplete = function (this: { contentLength?: unknown }, statusCode, upgrade, shouldKeepAlive) {
+        if (statusCode === 204 || statusCode === 304) this.contentLength = ''
         return original.call(this, statusCode === 100 ? 102 : statusCode, upgrade, shouldKeepAlive)
       }
       return
     }
   })
+}
+
+/**
+ * An answer that never has a body (204, 304) but declares one its own way: the bytes the server
+ * may send after it would be read as the answer to the next call. A Content-Length on a 304 is
+ * allowed (RFC 9110 §8.6) and is not a declaration; on a 204 it is forbidden unless 0, and
+ * Transfer-Encoding announces a body on either.
+ */
+function framingInDoubt (statusCode: number, headers: Record<string, string | string[] | undefined>): boolean {
+  if (statusCode !== 204 && statusCode !== 304) return false
+  if (headers['transfer-encoding'] !== undefined) return true
+  const length = headers['content-length']
+  return statusCode === 204 && length !== undefined && String(length).trim() !== '0'
 }
 
 /**
@@ -249,7 +273,7 @@ export class PinnedUpstream {
           }
           this.socket = socket
           this.localPort = socket.localPort
-          skipUnsolicitedContinue(socket)
+          adjustParser(socket)
           if (this.state === 'new') this.state = 'connected'
           callback(null, socket)
         })
@@ -322,6 +346,8 @@ export class PinnedUpstream {
       // good, the login on the socket is not. Said now, not when the close event comes, so that a
       // login answered this way never becomes a session.
       if (closesConnection(res.headers.connection)) this.markLost(new UpstreamError('lost', 'the legacy server answered with Connection: close'))
+      // The answer itself is whole and passed on; the socket after it is out of step.
+      else if (framingInDoubt(res.statusCode, res.headers)) this.markLost(new UpstreamError('lost', `the legacy server declared a body on a ${res.statusCode} answer, which has none: what it sends next cannot be placed`))
       return { statusCode: res.statusCode, headers: res.headers, body: head ? EMPTY : body }
     } catch (err) {
       if (expired) throw new UpstreamError('timeout', `no complete answer within ${this.opts.timeoutMs} ms`, { cause: err })

@@ -226,3 +226,58 @@ test('bytes that arrive when no answer is expected end the session; they are nob
   t.equal(legacy.requests.filter(r => methodOf(r) === 'second').length, 0)
   t.equal(socketsUsed(legacy.requests), 1)
 })
+
+// A 204 has no body, and a 304 none either (RFC 9110 §15.3.5, §15.4.5): a server that declares one
+// anyway (a framework that writes its body regardless of the status) sends bytes that the next
+// call, already on the wire, would read as its answer. Content-Length on a 304 is allowed (it
+// describes the representation not sent), so only these mark the socket as out of step.
+const lyingFraming: Array<[string, string]> = [
+  ['a 204 with a Content-Length', 'HTTP/1.1 204 No Content\r\ncontent-length: {n}\r\n\r\n'],
+  ['a 204 with Transfer-Encoding', 'HTTP/1.1 204 No Content\r\ntransfer-encoding: chunked\r\n\r\n'],
+  ['a 304 with Transfer-Encoding', 'HTTP/1.1 304 Not Modified\r\netag: "v1"\r\ntransfer-encoding: chunked\r\n\r\n']
+]
+
+for (const [name, head] of lyingFraming) {
+  test(`${name} and a body after it: the answer is passed on, the socket ends; the body is nobody's answer`, async (t) => {
+    const forged = rpcAnswer('a document the legacy server never sent for whoami')
+    const legacy = await startHostileLegacy(t, (req: RawRequest) => {
+      if (req.target.startsWith('/thing')) return [head.replace('{n}', String(forged.length)), { wait: 20 }, forged]
+      if (methodOf(req) === 'whoami') return [{ wait: 60 }, rpcAnswer(`you are on socket ${req.socketId}`)]
+      return undefined
+    })
+    const { app } = await build(t, { env: { LEGACY_URL: legacy.url } })
+    const cookie = await login(app, 'alice')
+    const [thing, who] = await Promise.all([
+      app.inject({ method: 'GET', url: '/api/xml/thing', headers: { cookie, 'if-none-match': '"v1"' } }),
+      sleep(5).then(async () => await rpc(app, cookie, 'whoami'))
+    ])
+    t.equal(thing.statusCode, Number(head.slice(9, 12)), 'the answer itself reaches the browser')
+    t.equal(thing.body, '', 'without a body')
+    t.not(who.json().result, 'a document the legacy server never sent for whoami', 'the bytes after it are nobody\'s answer')
+    t.equal(who.statusCode, 401, 'the call behind it gets the session\'s end')
+    t.equal(who.json().code, 'SESSION_LOST')
+    t.equal(legacy.requests.filter(r => methodOf(r) === 'whoami').length, 0, 'and never went on the socket')
+    t.ok(await eventually(() => legacy.open() === 0), 'the pinned socket is closed')
+    t.equal(socketsUsed(legacy.requests), 1, 'no second socket was opened')
+  })
+}
+
+test('a 304 with a Content-Length and a 204 with Content-Length: 0 are in order: the session goes on', async (t) => {
+  const legacy = await startHostileLegacy(t, (req: RawRequest) => {
+    if (req.target.startsWith('/cached')) return ['HTTP/1.1 304 Not Modified\r\netag: "v1"\r\ncontent-length: 1234\r\n\r\n']
+    if (req.target.startsWith('/empty')) return ['HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n']
+    if (methodOf(req) === 'whoami') return [rpcAnswer(`you are on socket ${req.socketId}`)]
+    return undefined
+  })
+  const { app } = await build(t, { env: { LEGACY_URL: legacy.url } })
+  const cookie = await login(app, 'alice')
+  const cached = await app.inject({ url: '/api/xml/cached', headers: { cookie, 'if-none-match': '"v1"' } })
+  t.equal(cached.statusCode, 304, `a 304 with a Content-Length is passed on: ${cached.body}`)
+  const empty = await app.inject({ url: '/api/xml/empty', headers: { cookie } })
+  t.equal(empty.statusCode, 204, `a 204 with Content-Length: 0: ${empty.body}`)
+  const who = await rpc(app, cookie, 'whoami')
+  t.equal(who.statusCode, 200)
+  const pinned = legacy.requests.find(r => methodOf(r) === 'login')?.socketId
+  t.same(who.json(), { result: `you are on socket ${pinned}` })
+  t.equal(socketsUsed(legacy.requests), 1)
+})
