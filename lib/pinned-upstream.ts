@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net'
-import { Pool, buildConnector, util as undiciUtil, type Dispatcher } from 'undici'
+import { Pool, buildConnector, errors as undiciErrors, util as undiciUtil, type Dispatcher } from 'undici'
 
 /**
  * One legacy login = one TCP connection. A PinnedUpstream is an undici Pool limited to one
@@ -83,6 +83,8 @@ export type UpstreamFailure =
   | 'timeout' // no answer within the timeout; the socket is closed
   | 'busy' // too many calls are waiting for this socket
   | 'too-large' // the answer exceeded the size bound (the socket survives: the rest was drained)
+  | 'malformed' // the answer cannot be framed as HTTP/1.1 (bad status line, Content-Length beside
+  //             Transfer-Encoding, two lengths, a bad chunk): the socket is closed, the session lost
 
 export class UpstreamError extends Error {
   override name = 'UpstreamError'
@@ -381,6 +383,13 @@ export class PinnedUpstream {
       // the answer to the next call.
       this.markLost(e)
       return new UpstreamError('timeout', e.message, { cause: e })
+    }
+    // llhttp's refusals (it never repairs framing; not every one carries an HPE_ code) and
+    // undici's length check: the legacy server answered, but nothing after this point on the
+    // socket can be placed. The call gets a bad-answer error (502), the session is over.
+    if (e instanceof undiciErrors.HTTPParserError || e.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+      this.markLost(e)
+      return new UpstreamError('malformed', `the legacy server's answer is not well-framed HTTP/1.1 (${e.message})`, { cause: e })
     }
     if (this.state === 'new' || (this.state === 'closed' && this.socket === undefined)) {
       return new UpstreamError('unavailable', e.message, { cause: e })

@@ -387,7 +387,8 @@ export class SessionStore extends EventEmitter<SessionStoreEvents> {
     switch (err.kind) {
       case 'busy': return new SessionBusy(this.opts.queueMax, { cause: err })
       case 'timeout': return new UpstreamTimeout(this.opts.timeoutMs, { cause: err })
-      case 'too-large': return new BadUpstreamResponse(err.message, { cause: err })
+      case 'too-large':
+      case 'malformed': return new BadUpstreamResponse(err.message, { cause: err })
       case 'unavailable': return new UpstreamUnavailable(err.message, { cause: err })
       case 'lost': return new SessionLost('the connection to the legacy server closed', { cause: err })
     }

@@ -281,3 +281,31 @@ test('a 304 with a Content-Length and a 204 with Content-Length: 0 are in order:
   t.same(who.json(), { result: `you are on socket ${pinned}` })
   t.equal(socketsUsed(legacy.requests), 1)
 })
+
+// llhttp never repairs framing; what it refuses is a bad answer (502) to the call that got it, and
+// the end of the session (nothing later on that socket can be placed).
+const unframeable: Array<[string, string]> = [
+  ['Content-Length beside Transfer-Encoding', 'HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: 10\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n'],
+  ['two different Content-Lengths', 'HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: 5\r\ncontent-length: 7\r\n\r\nhello!!'],
+  ['a status line that is not HTTP', 'HTTX/1.1 200 OK\r\n\r\n'],
+  ['a chunk size that is not hexadecimal', 'HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n']
+]
+
+for (const [name, bytes] of unframeable) {
+  test(`${name}: 502 BAD_UPSTREAM_RESPONSE for the call, then the session is over`, async (t) => {
+    const legacy = await startHostileLegacy(t, (req: RawRequest) => methodOf(req) === 'bad' || req.target.startsWith('/bad') ? [bytes] : undefined)
+    const { app } = await build(t, { env: { LEGACY_URL: legacy.url } })
+    for (const route of ['rpc', 'xml']) {
+      const cookie = await login(app, `alice-${route}`)
+      const res = route === 'rpc' ? await rpc(app, cookie, 'bad') : await app.inject({ url: '/api/xml/bad', headers: { cookie } })
+      t.equal(res.statusCode, 502, `${route}: ${res.body}`)
+      t.equal(res.json().code, 'BAD_UPSTREAM_RESPONSE')
+      const after = await rpc(app, cookie, 'whoami')
+      t.equal(after.statusCode, 401, `${route}: the session is over`)
+      t.equal(after.json().code, 'SESSION_LOST')
+    }
+    t.ok(await eventually(() => legacy.open() === 0), 'the pinned sockets are closed')
+    t.equal(legacy.requests.filter(r => methodOf(r) === 'whoami').length, 0, 'nothing more was sent on them')
+    t.equal(app.sessions.size, 0)
+  })
+}
