@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
-import { AlarmFeed, type AlarmEntry } from '../lib/alarm-feed.js'
+import { AlarmFeed, type AlarmEntry, type AlarmFeedOptions } from '../lib/alarm-feed.js'
 import { AlarmBus } from '../lib/alarm-bus.js'
 import { AlarmHub } from '../lib/alarm-hub.js'
 import type { EndReason, Session } from '../lib/sessions.js'
@@ -33,6 +33,12 @@ async function alarms (fastify: FastifyInstance): Promise<void> {
   const config = fastify.config
   const store = fastify.sessions
   const log = fastify.log.child({ component: 'alarms' })
+  // The feed's and the bus's logger (lib/ takes a plain one, not pino's).
+  const logger = {
+    info: (obj: object, msg: string) => log.info(obj, msg),
+    warn: (obj: object, msg: string) => log.warn(obj, msg),
+    debug: (obj: object, msg: string) => log.debug(obj, msg)
+  }
   const bus = config.alarmBusUrl === undefined
     ? null
     : new AlarmBus({
@@ -41,10 +47,10 @@ async function alarms (fastify: FastifyInstance): Promise<void> {
       bufferSize: config.alarmBuffer,
       dedupMs: config.alarmDedupMs,
       ingest: config.alarmIngest,
-      logger: { info: (obj, msg) => log.info(obj, msg), warn: (obj, msg) => log.warn(obj, msg) }
+      logger
     })
   const ingest = bus === null || config.alarmIngest
-  const feed = config.alarmUrl === undefined || !ingest ? null : await startFeed(fastify, config.alarmUrl, bus)
+  const feed = config.alarmUrl === undefined || !ingest ? null : await startFeed(fastify, config.alarmUrl, bus, logger)
   const ownId = randomUUID()
   const hub = new AlarmHub<Session>({
     instance: ownId,
@@ -83,9 +89,8 @@ async function alarms (fastify: FastifyInstance): Promise<void> {
   })
 }
 
-async function startFeed (fastify: FastifyInstance, server: AlarmEndpoint, bus: AlarmBus | null): Promise<AlarmFeed> {
+async function startFeed (fastify: FastifyInstance, server: AlarmEndpoint, bus: AlarmBus | null, logger: NonNullable<AlarmFeedOptions['logger']>): Promise<AlarmFeed> {
   const config = fastify.config
-  const log = fastify.log.child({ component: 'alarms' })
   const feed = new AlarmFeed({
     host: server.host,
     port: server.port,
@@ -95,15 +100,11 @@ async function startFeed (fastify: FastifyInstance, server: AlarmEndpoint, bus: 
     bufferSize: config.alarmBuffer,
     charset: config.legacyCharset,
     maxBytes: config.alarmMaxBytes,
-    logger: {
-      info: (obj, msg) => log.info(obj, msg),
-      warn: (obj, msg) => log.warn(obj, msg),
-      debug: (obj, msg) => log.debug(obj, msg)
-    },
+    logger,
     ...(bus === null ? {} : { sink: (datagram) => bus.append(datagram) })
   })
   await feed.start()
-  log.info({ alarmServer: `${server.host}:${server.port}` }, 'subscribed to the alarm server')
+  logger.info({ alarmServer: `${server.host}:${server.port}` }, 'subscribed to the alarm server')
   return feed
 }
 
